@@ -1,0 +1,3 @@
+export * from "./k8s.ts";
+export * from "./migrator.ts";
+export * from "./waiter.ts";

@@ -1,0 +1,115 @@
+// The Migrator API (migrations.coderanger.net/v1beta1), a drop-in for the upstream
+// coderanger/migrations-operator: every upstream spec field keeps its meaning; status
+// additions are optional. Names shared by the plugin and the reconciler live here so the two
+// sides can never disagree on a label, an annotation or a container name.
+import type { Condition, KubeObject, LabelSelector, Labels } from "./k8s.ts";
+
+export const GROUP = "migrations.coderanger.net";
+export const VERSION = "v1beta1";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = "Migrator";
+export const PLURAL = "migrators";
+
+export interface MigratorSpec {
+  /** Pods (and so workloads) this Migrator gates. Upstream: required. */
+  selector: LabelSelector;
+  /** Narrows which selected pods may serve as the template of the migration Job. */
+  templateSelector?: LabelSelector;
+  /** Replaces the template container's command in the migration Job. */
+  command?: string[];
+  /** Replaces the template container's args in the migration Job. */
+  args?: string[];
+  /** Replaces the template container's image in the migration Job (then the digest of this image is migrated). */
+  image?: string;
+  /** Name of the application container whose image is migrated; default: the first container. */
+  container?: string;
+  /** Labels merged into the migration Job's pod template. */
+  labels?: Labels;
+  /** Annotations merged into the migration Job's pod template. */
+  annotations?: Labels;
+}
+
+/** One digest that was migrated successfully (newest first in status.migratedDigests). */
+export interface MigrationRecord {
+  digest: string;
+  /** The pinned image reference the Job ran, name[:tag]@digest. */
+  image: string;
+  job: string;
+  completionTime: string;
+}
+
+export interface MigratorStatus {
+  observedGeneration?: number;
+  /** Upstream field: the digest (sha256:…) of the last successful migration — never a tag. */
+  lastSuccessfulMigration?: string;
+  /** The digest currently wanted (the newest pods' digest). */
+  currentDigest?: string;
+  /** The pinned image reference of currentDigest. */
+  currentImage?: string;
+  /** The Job that runs or ran currentDigest. */
+  currentJob?: string;
+  /** Bounded history of migrated digests, newest first; a rollback to one of them needs no Job. */
+  migratedDigests?: MigrationRecord[];
+  conditions?: Condition[];
+}
+
+export interface Migrator extends KubeObject {
+  spec: MigratorSpec;
+  status?: MigratorStatus;
+}
+
+/** How many migrated digests status.migratedDigests keeps. */
+export const MIGRATED_DIGESTS_LIMIT = 20;
+
+export const CONDITION_READY = "Ready";
+export const CONDITION_MIGRATIONS_READY = "MigrationsReady";
+
+/** Condition reasons, as Kubernetes wants them: CamelCase, one word. */
+export const REASONS = {
+  WaitingForPods: "WaitingForPods",
+  WaitingForImageID: "WaitingForImageID",
+  Probing: "Probing",
+  ProbeFailed: "ProbeFailed",
+  Running: "Running",
+  Succeeded: "Succeeded",
+  Failed: "Failed",
+  NoDigest: "NoDigest",
+  InvalidSpec: "InvalidSpec",
+  TemplateNotFound: "TemplateNotFound",
+} as const;
+export type Reason = (typeof REASONS)[keyof typeof REASONS];
+
+/** Annotations and labels, all under the upstream API group. */
+export const ANNOTATIONS = {
+  /** On a pod or pod template (upstream): "true" means no waiter is injected. On a workload: opt-out. */
+  noWait: `${GROUP}/no-wait`,
+  /** On a migration Job and its pods: the digest it migrates. */
+  digest: `${GROUP}/digest`,
+  /** On a migration Job: the pinned image it runs. */
+  image: `${GROUP}/image`,
+  /** On a Migrator: set to any new value to retry the current digest after a failure. */
+  retry: `${GROUP}/retry`,
+  /** On a workload: generate a Migrator for it with this command (JSON array or a shell-style string). */
+  command: `${GROUP}/command`,
+  /** On a workload, with `command`: args of the generated Migrator (JSON array). */
+  args: `${GROUP}/args`,
+  /** On a workload, with `command`: the container of the generated Migrator. */
+  container: `${GROUP}/container`,
+} as const;
+
+export const LABELS = {
+  /** On Jobs and probe pods the reconciler creates: the Migrator's name. */
+  migrator: `${GROUP}/migrator`,
+  /** On objects the reconciler creates: "migration" (a Job and its pods) or "probe" (a probe pod). */
+  role: `${GROUP}/role`,
+  /** Kubernetes' recommended label, set on everything the reconciler creates. */
+  managedBy: "app.kubernetes.io/managed-by",
+} as const;
+
+export const MANAGED_BY = "digest-migrations";
+
+/** Upstream's waiter init container prefix; the Job cloner purges containers with it. */
+export const WAITER_CONTAINER_PREFIX = "migrate-wait-";
+
+/** The name of the container in a migration Job (upstream's name). */
+export const MIGRATION_CONTAINER_NAME = "migrations";
