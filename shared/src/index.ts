@@ -1,3 +1,4 @@
 export * from "./k8s.ts";
 export * from "./migrator.ts";
 export * from "./waiter.ts";
+export * from "./selector.ts";
