@@ -1,0 +1,250 @@
+// The waiter API: `GET /v1/wait?namespace=&pod=&podUID=&migrator=&container=&timeoutSeconds=`.
+// Every replica serves it from the controller's caches through a ReleaseOracle, so answering
+// never costs an API call. A waiter long-polls: the answer comes at once when the pod is
+// released (or its state changes), otherwise the request is held until the oracle reports a
+// change or the timeout passes, and then the current state is answered.
+//
+// Hardening: read-only (GET only), no request bodies, a URL length cap, strict parameter
+// validation, a token bucket per client address, a global cap on held long-polls; answers carry
+// only {ready, reason, message, digest}.
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { WAITER_API_PATH } from "@digest-migrations/shared";
+import type { Logger } from "./log.ts";
+import { waiterLongPolls, waiterRequests } from "./metrics.ts";
+import { RateLimiter } from "./rate-limit.ts";
+import type { ReleaseOracle, WaitAnswer, WaitQuery } from "./release.ts";
+import { parseWaitParams } from "./wait-params.ts";
+
+export interface WaiterApiOptions {
+  oracle: ReleaseOracle;
+  log: Logger;
+  /** Long-poll length when the waiter gives none (seconds). */
+  defaultTimeoutSeconds?: number;
+  /** Upper bound of a long-poll (seconds); larger requested timeouts are capped. */
+  maxTimeoutSeconds?: number;
+  /** Longest accepted request target (path + query), in characters. */
+  maxUrlLength?: number;
+  /** Most long-polls held open at once, across all clients. */
+  maxLongPolls?: number;
+  /** Per-client-address token bucket. */
+  rateLimit?: { burst: number; perSecond: number };
+  /** Clock for the rate limiter (milliseconds); injectable for tests. */
+  now?: () => number;
+}
+
+export const WAITER_API_DEFAULTS = {
+  defaultTimeoutSeconds: 30,
+  maxTimeoutSeconds: 60,
+  maxUrlLength: 2048,
+  maxLongPolls: 2000,
+  rateLimit: { burst: 20, perSecond: 5 },
+} as const;
+
+/** A long-poll being held: answered by a change, its timeout, its client leaving, or shutdown. */
+interface Held {
+  query: WaitQuery;
+  /** The reason first answered to this request; a different one is worth answering early. */
+  reason: string;
+  finish(answer: WaitAnswer, result: string): void;
+}
+
+export interface WaiterApi {
+  readonly server: http.Server;
+  listen(port: number, host?: string): Promise<AddressInfo>;
+  /** Answers every held long-poll with the current state, then stops accepting connections. */
+  close(): Promise<void>;
+  /** Long-polls currently held. */
+  readonly held: number;
+}
+
+export function createWaiterApi(options: WaiterApiOptions): WaiterApi {
+  const defaultTimeoutSeconds = options.defaultTimeoutSeconds ?? WAITER_API_DEFAULTS.defaultTimeoutSeconds;
+  const maxTimeoutSeconds = options.maxTimeoutSeconds ?? WAITER_API_DEFAULTS.maxTimeoutSeconds;
+  const maxUrlLength = options.maxUrlLength ?? WAITER_API_DEFAULTS.maxUrlLength;
+  const maxLongPolls = options.maxLongPolls ?? WAITER_API_DEFAULTS.maxLongPolls;
+  const limiter = new RateLimiter({ ...(options.rateLimit ?? WAITER_API_DEFAULTS.rateLimit), now: options.now });
+  const { oracle, log } = options;
+  const held = new Set<Held>();
+  let closing = false;
+
+  /** The oracle reads caches; if it throws, that is a bug worth a 500 and a log line, not a crash. */
+  const ask = (query: WaitQuery): WaitAnswer | Error => {
+    try {
+      return oracle.answer(query);
+    } catch (error) {
+      return error instanceof Error ? error : new Error(String(error));
+    }
+  };
+
+  const unsubscribe = oracle.onChange(() => {
+    for (const h of [...held]) {
+      const answer = ask(h.query);
+      if (answer instanceof Error) continue;
+      if (answer.ready) h.finish(answer, "ready");
+      else if (answer.reason !== h.reason) h.finish(answer, "not_ready");
+    }
+  });
+
+  const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 10_000 }, (req, res) => {
+    handle(req, res);
+  });
+  // A long-poll's response is slow by design; the request itself must arrive promptly (requestTimeout above).
+  server.headersTimeout = 10_000;
+  server.keepAliveTimeout = 5_000;
+
+  function reply(
+    res: http.ServerResponse,
+    status: number,
+    body: WaitAnswer | { error: string },
+    result: string,
+    headers: Record<string, string> = {},
+  ): void {
+    waiterRequests.inc({ result });
+    if (res.headersSent || res.destroyed) return;
+    const text = JSON.stringify(body);
+    res.writeHead(status, {
+      "content-type": "application/json",
+      "cache-control": "no-store",
+      "content-length": Buffer.byteLength(text),
+      "x-content-type-options": "nosniff",
+      ...headers,
+    });
+    res.end(text);
+  }
+
+  function handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const target = req.url ?? "/";
+    if (req.method !== "GET") {
+      reply(
+        res,
+        405,
+        { error: `method ${req.method ?? "?"} not allowed: the waiter API is read-only (GET)` },
+        "method_not_allowed",
+        {
+          allow: "GET",
+        },
+      );
+      return;
+    }
+    if (target.length > maxUrlLength) {
+      reply(res, 414, { error: `request URL longer than ${maxUrlLength} characters` }, "too_large", {
+        connection: "close",
+      });
+      return;
+    }
+    // A GET carries no body; rather than read one, refuse it and drop the connection.
+    const length = req.headers["content-length"];
+    if (req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0")) {
+      reply(res, 413, { error: "request body not allowed" }, "too_large", { connection: "close" });
+      return;
+    }
+    const url = new URL(target, "http://waiter.invalid");
+    if (url.pathname !== WAITER_API_PATH) {
+      reply(res, 404, { error: `not found: the waiter API serves ${WAITER_API_PATH}` }, "not_found");
+      return;
+    }
+    const client = req.socket.remoteAddress ?? "unknown";
+    const token = limiter.take(client);
+    if (!token.ok) {
+      reply(res, 429, { error: "too many requests from this address" }, "rate_limited", {
+        "retry-after": String(token.retryAfterSeconds),
+      });
+      return;
+    }
+    const parsed = parseWaitParams(url.searchParams, { defaultTimeoutSeconds, maxTimeoutSeconds });
+    if (!parsed.ok) {
+      reply(res, 400, { error: parsed.message }, "bad_request");
+      return;
+    }
+    const { query, timeoutSeconds } = parsed;
+    const first = ask(query);
+    if (first instanceof Error) {
+      log.error({ err: first, pod: `${query.namespace}/${query.pod}` }, "waiter API: answering failed");
+      reply(res, 500, { error: "internal error while answering; retry" }, "error");
+      return;
+    }
+    if (first.ready || timeoutSeconds === 0 || closing) {
+      reply(res, 200, answerBody(first), first.ready ? "ready" : "not_ready");
+      return;
+    }
+    if (held.size >= maxLongPolls) {
+      reply(res, 429, { error: "too many waiters held at once; retry" }, "rate_limited", { "retry-after": "2" });
+      return;
+    }
+    hold(req, res, query, first, timeoutSeconds);
+  }
+
+  function hold(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    query: WaitQuery,
+    first: WaitAnswer,
+    timeoutSeconds: number,
+  ): void {
+    const entry: Held = {
+      query,
+      reason: first.reason,
+      finish: (answer, result) => {
+        release();
+        reply(res, 200, answerBody(answer), result);
+      },
+    };
+    const timer = setTimeout(() => {
+      const answer = ask(query);
+      entry.finish(
+        answer instanceof Error ? first : answer,
+        answer instanceof Error || !answer.ready ? "timeout" : "ready",
+      );
+    }, timeoutSeconds * 1000);
+    const release = (): void => {
+      if (!held.delete(entry)) return;
+      clearTimeout(timer);
+      waiterLongPolls.dec();
+    };
+    // The client went away (pod deleted, waiter killed): forget the request.
+    res.on("close", release);
+    req.on("error", release);
+    held.add(entry);
+    waiterLongPolls.inc();
+  }
+
+  return {
+    server,
+    get held() {
+      return held.size;
+    },
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          resolve(server.address() as AddressInfo);
+        });
+      });
+    },
+    async close() {
+      closing = true;
+      unsubscribe();
+      // Held waiters get the current state now; they re-poll and reach another replica.
+      for (const h of [...held]) {
+        const answer = ask(h.query);
+        h.finish(
+          answer instanceof Error ? { ready: false, reason: "ShuttingDown", message: "replica shutting down" } : answer,
+          "shutdown",
+        );
+      }
+      await new Promise<void>((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()));
+        server.closeIdleConnections();
+      });
+    },
+  };
+}
+
+/** Only the four public fields leave the process, whatever else the oracle's object carries. */
+function answerBody(answer: WaitAnswer): WaitAnswer {
+  const body: WaitAnswer = { ready: answer.ready, reason: answer.reason, message: answer.message };
+  if (answer.digest !== undefined) body.digest = answer.digest;
+  return body;
+}
