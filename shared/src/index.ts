@@ -4,3 +4,4 @@ export * from "./waiter.ts";
 export * from "./selector.ts";
 export * from "./image-ref.ts";
 export * from "./image-id.ts";
+export * from "./owners.ts";
