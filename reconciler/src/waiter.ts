@@ -1,0 +1,340 @@
+// The waiter: the command of the init container the plugin injects into every gated pod
+// (`digest-migrations-waiter --api URL --migrator NAME --container NAME`, pod identity from the
+// downward API in POD_NAME / POD_NAMESPACE / POD_UID). It long-polls the reconciler's waiter API
+// and exits 0 once the pod's digest is migrated, so the kubelet goes on to start the app
+// containers. It never gives up on its own: connection errors, 5xx and 429 are retried forever
+// with capped, jittered exponential backoff (honouring Retry-After). It exits non-zero only on
+// bad flags (2) or when terminated (143), and logs one JSON line per state change, not per poll.
+//
+// Kept small (bundled to reconciler/dist/waiter.mjs, ~120 kB): commander and the names it shares
+// with the server. It speaks HTTP with node:http, fetched through process.getBuiltinModule: an ESM
+// `import` of node:http makes Node evaluate every lazy export of the module (pulling in its
+// bundled fetch/WebSocket stack, ~14 MB), and undici's WebAssembly HTTP parser costs another
+// ~40 MB, while the init container runs under a 64Mi memory limit. node:https is loaded only for
+// an https:// API URL.
+import { Command, CommanderError } from "commander";
+import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from "node:http";
+import { WAITER_API_PATH, WAITER_COMMAND } from "@digest-migrations/shared";
+import type { WaitAnswer, WaitQuery } from "./release.ts";
+import { waitQueryErrors } from "./wait-params.ts";
+
+export const EXIT_RELEASED = 0;
+export const EXIT_USAGE = 2;
+/** 128 + SIGTERM, as a shell reports a process ended by the signal. */
+export const EXIT_TERMINATED = 143;
+
+export interface WaiterSettings {
+  /** Base URL of the waiter API. */
+  api: URL;
+  query: WaitQuery;
+  /** Long-poll length asked of the server (seconds). */
+  pollTimeoutSeconds: number;
+  /** Backoff cap between failed attempts (seconds). */
+  maxBackoffSeconds: number;
+}
+
+export class UsageError extends Error {}
+
+/** Parses argv (without node and script) and env into settings; throws UsageError on bad input. */
+export function parseWaiterArgs(argv: string[], env: NodeJS.ProcessEnv): WaiterSettings | "exit" {
+  const program = new Command(WAITER_COMMAND)
+    .description("Waits until the reconciler has migrated this pod's image digest, then exits 0.")
+    .requiredOption("--api <url>", "base URL of the reconciler's waiter API")
+    .requiredOption("--migrator <name>", "the Migrator gating this pod")
+    .requiredOption("--container <name>", "the gated application container")
+    .option("--pod <name>", "pod name (default: $POD_NAME)")
+    .option("--namespace <name>", "pod namespace (default: $POD_NAMESPACE)")
+    .option("--pod-uid <uid>", "pod metadata.uid (default: $POD_UID)")
+    .option("--poll-timeout <seconds>", "long-poll length asked of the server", "30")
+    .option("--max-backoff <seconds>", "longest wait between failed attempts", "30")
+    .exitOverride()
+    .configureOutput({ writeErr: () => undefined, writeOut: (s) => process.stdout.write(s) })
+    .allowExcessArguments(false);
+  try {
+    program.parse(argv, { from: "user" });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.exitCode === 0) return "exit"; // --help, --version
+      throw new UsageError(error.message.replace(/^error: /, ""));
+    }
+    throw error;
+  }
+  const o = program.opts<Record<string, string | undefined>>();
+  let api: URL;
+  try {
+    api = new URL(o["api"] ?? "");
+  } catch {
+    throw new UsageError(`--api: invalid URL "${o["api"]}"`);
+  }
+  if (api.protocol !== "http:" && api.protocol !== "https:")
+    throw new UsageError(`--api: expected an http(s) URL, got "${o["api"]}"`);
+  // An empty flag or variable counts as missing (the downward API gives "" for an absent field).
+  const pick = (flag: string | undefined, variable: string | undefined): string | undefined =>
+    flag || variable || undefined;
+  const given = {
+    namespace: pick(o["namespace"], env["POD_NAMESPACE"]),
+    pod: pick(o["pod"], env["POD_NAME"]),
+    podUID: pick(o["podUid"], env["POD_UID"]),
+    migrator: pick(o["migrator"], undefined),
+    container: pick(o["container"], undefined),
+  };
+  const problems = waitQueryErrors(given).map((p) =>
+    p
+      .replace(/^namespace:/, "--namespace (POD_NAMESPACE):")
+      .replace(/^pod:/, "--pod (POD_NAME):")
+      .replace(/^podUID:/, "--pod-uid (POD_UID):")
+      .replace(/^(migrator|container):/, "--$1:"),
+  );
+  const query: WaitQuery = {
+    namespace: given.namespace ?? "",
+    pod: given.pod ?? "",
+    migrator: given.migrator ?? "",
+    container: given.container ?? "",
+  };
+  if (given.podUID) query.podUID = given.podUID;
+  const pollTimeoutSeconds = Number(o["pollTimeout"]);
+  const maxBackoffSeconds = Number(o["maxBackoff"]);
+  if (!Number.isInteger(pollTimeoutSeconds) || pollTimeoutSeconds < 0 || pollTimeoutSeconds > 3600)
+    problems.push(`--poll-timeout: expected whole seconds between 0 and 3600, got "${o["pollTimeout"]}"`);
+  if (!(maxBackoffSeconds > 0 && maxBackoffSeconds <= 3600))
+    problems.push(`--max-backoff: expected seconds between 0 and 3600, got "${o["maxBackoff"]}"`);
+  if (problems.length > 0) throw new UsageError(problems.join("; "));
+  return { api, query, pollTimeoutSeconds, maxBackoffSeconds };
+}
+
+/** Where the waiter writes its JSON lines; injectable for tests. */
+export type LineWriter = (line: string) => void;
+
+type Outcome =
+  | { kind: "answer"; answer: WaitAnswer }
+  | { kind: "retry"; state: string; message: string; retryAfterSeconds?: number };
+
+const BASE_BACKOFF_MS = 500;
+/** A not-ready answer that came back this fast is followed by a pause, so a server answering early cannot cause a hot loop. */
+const MIN_POLL_INTERVAL_MS = 1000;
+
+/** Polls until released (resolves EXIT_RELEASED) or `signal` aborts (resolves EXIT_TERMINATED). */
+export async function runWaiter(settings: WaiterSettings, signal: AbortSignal, write: LineWriter): Promise<number> {
+  const { query } = settings;
+  const url = new URL(settings.api.href.replace(/\/+$/, "") + WAITER_API_PATH);
+  const params: Record<string, string> = {
+    namespace: query.namespace,
+    pod: query.pod,
+    migrator: query.migrator,
+    container: query.container,
+    timeoutSeconds: String(settings.pollTimeoutSeconds),
+  };
+  if (query.podUID) params["podUID"] = query.podUID;
+  url.search = new URLSearchParams(params).toString();
+
+  const fields = {
+    migrator: `${query.namespace}/${query.migrator}`,
+    pod: `${query.namespace}/${query.pod}`,
+    container: query.container,
+  };
+  const emit = (level: "info" | "warn", msg: string, extra: Record<string, unknown> = {}): void =>
+    write(JSON.stringify({ level, time: new Date().toISOString(), msg, ...fields, ...extra }));
+
+  let lastState = "";
+  let failures = 0;
+  emit("info", `asking ${settings.api.origin} whether this pod may start`);
+  while (!signal.aborted) {
+    const started = Date.now();
+    const outcome = await poll(url, settings.pollTimeoutSeconds, signal);
+    if (signal.aborted) break;
+    if (outcome.kind === "answer") {
+      failures = 0;
+      const { answer } = outcome;
+      const extra: Record<string, unknown> = { reason: answer.reason };
+      if (answer.digest) extra["digest"] = answer.digest;
+      if (answer.ready) {
+        emit(
+          "info",
+          `released: ${answer.digest ? `${answer.digest} is migrated` : "no migration needed"} (${answer.reason}: ${answer.message})`,
+          extra,
+        );
+        return EXIT_RELEASED;
+      }
+      const state = JSON.stringify([answer.reason, answer.message, answer.digest]);
+      if (state !== lastState) {
+        emit(
+          "info",
+          `waiting for migration${answer.digest ? ` of ${answer.digest}` : ""} (${answer.reason}: ${answer.message})`,
+          extra,
+        );
+        lastState = state;
+      }
+      const elapsed = Date.now() - started;
+      if (elapsed < MIN_POLL_INTERVAL_MS) await pause(MIN_POLL_INTERVAL_MS - elapsed + Math.random() * 250, signal);
+      continue;
+    }
+    if (outcome.state !== lastState) {
+      emit("warn", `${outcome.message}; retrying`, { state: outcome.state });
+      lastState = outcome.state;
+    }
+    const backoff = Math.min(settings.maxBackoffSeconds * 1000, BASE_BACKOFF_MS * 2 ** Math.min(failures, 20));
+    failures++;
+    // "Equal jitter": half the backoff fixed, half random, so waiters restarted together spread out.
+    let delay = backoff / 2 + Math.random() * (backoff / 2);
+    if (outcome.retryAfterSeconds !== undefined)
+      delay = Math.max(delay, outcome.retryAfterSeconds * 1000 + Math.random() * 250);
+    await pause(delay, signal);
+  }
+  emit("info", "terminated before release");
+  return EXIT_TERMINATED;
+}
+
+/** Waits `ms`, or less if `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+interface HttpModule {
+  get(url: URL, options: RequestOptions, callback: (res: IncomingMessage) => void): ClientRequest;
+  Agent: new (options: { keepAlive: boolean; maxSockets: number }) => Agent;
+}
+
+function httpModule(protocol: string): HttpModule {
+  return protocol === "https:" ? process.getBuiltinModule("node:https") : process.getBuiltinModule("node:http");
+}
+
+/** Longest Retry-After honoured, so a confused server cannot park a waiter for hours. */
+const RETRY_AFTER_MAX_SECONDS = 300;
+
+function retryAfter(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const seconds = /^\d+$/.test(value.trim()) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
+  if (!Number.isFinite(seconds)) return undefined;
+  return Math.min(RETRY_AFTER_MAX_SECONDS, Math.max(0, seconds));
+}
+
+/** One GET with Node's own HTTP client. */
+function get(
+  url: URL,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<{ status: number; retryAfter: string | undefined; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpModule(url.protocol).get(url, { signal, timeout: timeoutMs, agent: keepAlive(url) }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on("data", (chunk: Buffer) => {
+        size += chunk.length;
+        // An answer is a few hundred bytes; anything huge is not our server.
+        if (size > MAX_ANSWER_BYTES) req.destroy(new Error(`answer larger than ${MAX_ANSWER_BYTES} bytes`));
+        else chunks.push(chunk);
+      });
+      res.on("end", () => {
+        const header = res.headers["retry-after"];
+        resolve({ status: res.statusCode ?? 0, retryAfter: header, text: Buffer.concat(chunks).toString("utf8") });
+      });
+      res.on("error", reject);
+    });
+    // `timeout` fires on socket inactivity: the server holds a long-poll silently, so the margin covers it.
+    req.on("timeout", () =>
+      req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: "ETIMEDOUT" })),
+    );
+    req.on("error", reject);
+  });
+}
+
+const MAX_ANSWER_BYTES = 64 * 1024;
+const agents = new Map<string, Agent>();
+function keepAlive(url: URL): Agent {
+  let agent = agents.get(url.protocol);
+  if (!agent) {
+    agent = new (httpModule(url.protocol).Agent)({ keepAlive: true, maxSockets: 1 });
+    agents.set(url.protocol, agent);
+  }
+  return agent;
+}
+
+async function poll(url: URL, pollTimeoutSeconds: number, signal: AbortSignal): Promise<Outcome> {
+  try {
+    // The server holds the request up to pollTimeoutSeconds (capped lower on its side); past that plus a margin the connection is presumed dead.
+    const res = await get(url, (pollTimeoutSeconds + 30) * 1000, signal);
+    if (res.status === 200) {
+      const answer = parseAnswer(res.text);
+      if (answer) return { kind: "answer", answer };
+      return { kind: "retry", state: "bad-answer", message: `waiter API answered 200 with an unexpected body` };
+    }
+    let detail = "";
+    try {
+      const body = JSON.parse(res.text) as { error?: unknown };
+      if (typeof body.error === "string") detail = `: ${body.error.slice(0, 300)}`;
+    } catch {
+      detail = "";
+    }
+    const outcome: Outcome = {
+      kind: "retry",
+      state: `http-${res.status}`,
+      message: `waiter API answered HTTP ${res.status}${detail}`,
+    };
+    const after = retryAfter(res.retryAfter);
+    if (after !== undefined) outcome.retryAfterSeconds = after;
+    return outcome;
+  } catch (error) {
+    const err = error as { code?: string; message?: string };
+    const code = err.code ?? "ERROR";
+    return {
+      kind: "retry",
+      state: `error-${code}`,
+      message: `waiter API unreachable (${code}): ${err.message ?? String(error)}`,
+    };
+  }
+}
+
+function parseAnswer(text: string): WaitAnswer | undefined {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof body !== "object" || body === null) return undefined;
+  const b = body as Record<string, unknown>;
+  if (typeof b["ready"] !== "boolean" || typeof b["reason"] !== "string" || typeof b["message"] !== "string")
+    return undefined;
+  const answer: WaitAnswer = { ready: b["ready"], reason: b["reason"], message: b["message"] };
+  if (typeof b["digest"] === "string") answer.digest = b["digest"];
+  return answer;
+}
+
+/** The process entry: parse, run, exit with the outcome's code. */
+export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
+  let settings: WaiterSettings | "exit";
+  try {
+    settings = parseWaiterArgs(argv, process.env);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`${WAITER_COMMAND}: ${error.message}\n(see ${WAITER_COMMAND} --help)\n`);
+    return EXIT_USAGE;
+  }
+  if (settings === "exit") return 0;
+  const controller = new AbortController();
+  const stop = (): void => controller.abort();
+  process.once("SIGTERM", stop);
+  process.once("SIGINT", stop);
+  return runWaiter(settings, controller.signal, (line) => process.stdout.write(`${line}\n`));
+}
+
+if (import.meta.main) {
+  main().then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      process.stderr.write(
+        `${WAITER_COMMAND}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
+      process.exit(1);
+    },
+  );
+}
