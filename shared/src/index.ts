@@ -5,3 +5,4 @@ export * from "./selector.ts";
 export * from "./image-ref.ts";
 export * from "./image-id.ts";
 export * from "./owners.ts";
+export * from "./job.ts";

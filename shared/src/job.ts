@@ -1,0 +1,199 @@
+// The migration Job: one per (Migrator, digest), cloned from the application's own pod template so
+// it runs with the app's Secrets, ConfigMaps, service account and volumes.
+//
+// Upstream semantics (coderanger/migrations-operator): the gated container (spec.container, else
+// the first) becomes the only container, named "migrations"; spec.image/command/args replace the
+// container's; its probes are removed (a migration serves nothing); restartPolicy is Never; the
+// `migrate-wait-*` init containers are purged (a migration must not wait for itself); the pod
+// template gets the label `migrations: <name>` plus spec.labels, and the annotations spec.annotations
+// plus `no-wait: "true"`; the Job carries the Migrator's labels and a controller ownerReference to it.
+// In addition: the image is pinned to the digest being migrated (so a moving tag cannot make the Job
+// run other bytes than it records), the digest is annotated on the Job and its pods, our
+// migrator/role/managed-by labels are set, backoffLimit is 0 (a failed migration is retried
+// deliberately, not by the Job controller), and the name is derived from (Migrator, digest) so a
+// retry, a crash or a second replica can only ever create the same Job.
+import { createHash } from "node:crypto";
+import type { Container, KubeObject, Labels, PodSpec, PodTemplateSpec } from "./k8s.ts";
+import { digestProblem, pinImage } from "./image-ref.ts";
+import {
+  ANNOTATIONS,
+  API_VERSION,
+  KIND,
+  LABELS,
+  MANAGED_BY,
+  MIGRATION_CONTAINER_NAME,
+  WAITER_CONTAINER_PREFIX,
+} from "./migrator.ts";
+import type { Migrator, MigratorSpec } from "./migrator.ts";
+
+export class JobBuildError extends Error {
+  override name = "JobBuildError";
+}
+
+/** Job names end up in the `job-name` label of their pods: a DNS label, at most 63 characters. */
+const DNS_LABEL_MAX = 63;
+const DNS_LABEL_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+/** Hex characters of the digest in a Job name (40 bits: distinct digests of one Migrator in practice). */
+const DIGEST_PART = 10;
+/** Hex characters of the name hash that keeps shortened or rewritten Migrator names distinct. */
+const HASH_PART = 8;
+
+/** The role label value of migration Jobs and their pods. */
+export const MIGRATION_ROLE = "migration";
+/** The upstream label on migration pods naming the Migrator. */
+export const UPSTREAM_MIGRATOR_LABEL = "migrations";
+
+function shortHash(text: string): string {
+  return createHash("sha256").update(text, "utf8").digest("hex").slice(0, HASH_PART);
+}
+
+/**
+ * The name of the Job that migrates `digest` for the Migrator `migratorName`: `<migrator>-<10 hex of
+ * the digest>` when that is a DNS label of at most 63 characters; otherwise the Migrator name is
+ * shortened (and dots and other characters a label cannot hold become "-") and a hash of the full
+ * name is added, `<shortened>-<8 hex>-<10 hex>`, so distinct Migrators keep distinct names. The
+ * name is the idempotency key of a migration: it must never change for the same input.
+ */
+export function migrationJobName(migratorName: string, digest: string): string {
+  if (typeof migratorName !== "string" || migratorName === "") {
+    throw new JobBuildError(`cannot name a migration Job: the Migrator name is empty`);
+  }
+  const problem = digestProblem(digest);
+  if (problem !== undefined) {
+    throw new JobBuildError(`cannot name the migration Job of Migrator "${migratorName}": ${problem}`);
+  }
+  const hex = digest.slice(digest.indexOf(":") + 1, digest.indexOf(":") + 1 + DIGEST_PART);
+  const plain = `${migratorName}-${hex}`;
+  if (DNS_LABEL_RE.test(migratorName) && plain.length <= DNS_LABEL_MAX) return plain;
+  const room = DNS_LABEL_MAX - (1 + HASH_PART + 1 + DIGEST_PART);
+  const prefix = migratorName
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "-")
+    .slice(0, room)
+    .replace(/^-+|-+$/g, "");
+  const tail = `${shortHash(migratorName)}-${hex}`;
+  return prefix === "" ? tail : `${prefix}-${tail}`;
+}
+
+/**
+ * The value of label `migrations.coderanger.net/migrator` (and upstream's `migrations`) for a
+ * Migrator: its name when that fits a label value (at most 63 characters), else a shortened name
+ * with a hash of the full name. Select a Migrator's Jobs and pods with this value.
+ */
+export function migratorLabelValue(migratorName: string): string {
+  if (migratorName.length <= DNS_LABEL_MAX) return migratorName;
+  const prefix = migratorName.slice(0, DNS_LABEL_MAX - 1 - HASH_PART).replace(/[^A-Za-z0-9]+$/, "");
+  return `${prefix}-${shortHash(migratorName)}`;
+}
+
+/** The gated application container: spec.container by name, else the first container. */
+export function gatedContainer(spec: Pick<MigratorSpec, "container">, podSpec: PodSpec): Container {
+  const containers = Array.isArray(podSpec.containers) ? podSpec.containers : [];
+  if (spec.container !== undefined && spec.container !== "") {
+    const found = containers.find((c) => c.name === spec.container);
+    if (found === undefined) {
+      const names = containers.map((c) => `"${c.name}"`).join(", ");
+      throw new JobBuildError(
+        `container "${spec.container}" (spec.container) is not in the pod template (containers: ${names || "none"})`,
+      );
+    }
+    return found;
+  }
+  const first = containers[0];
+  if (first === undefined) throw new JobBuildError("the pod template has no containers");
+  return first;
+}
+
+export interface MigrationJobInput {
+  migrator: Migrator;
+  /** The application's pod template (from templateForPod / podTemplateOf); it is not modified. */
+  template: PodTemplateSpec;
+  /** The digest to migrate, `sha256:…`. */
+  digest: string;
+  /** The image whose digest `digest` is; default spec.image, else the gated container's image. */
+  image?: string;
+}
+
+/** Fields a live pod's spec may carry that a new pod must not: scheduler and admission results. */
+const POD_ONLY_FIELDS = ["nodeName", "ephemeralContainers", "priority"] as const;
+
+/** Builds the batch/v1 Job that migrates `digest` for `migrator`. Throws JobBuildError naming the Migrator. */
+export function buildMigrationJob(input: MigrationJobInput): KubeObject {
+  const { migrator, template, digest } = input;
+  const { name, namespace, uid } = migrator.metadata;
+  const where = `Migrator ${namespace ?? ""}/${name ?? "(unnamed)"}`;
+  if (name === undefined || name === "") throw new JobBuildError(`${where}: metadata.name is required`);
+  if (uid === undefined || uid === "") {
+    throw new JobBuildError(`${where}: metadata.uid is required for the Job's ownerReference`);
+  }
+  const spec: MigratorSpec = migrator.spec ?? { selector: {} };
+  if (
+    typeof template !== "object" ||
+    template === null ||
+    typeof template.spec !== "object" ||
+    template.spec === null
+  ) {
+    throw new JobBuildError(`${where}: the pod template has no spec`);
+  }
+
+  let container: Container;
+  try {
+    container = gatedContainer(spec, template.spec);
+  } catch (error) {
+    throw new JobBuildError(`${where}: ${(error as Error).message}`);
+  }
+  const image = input.image ?? (spec.image !== undefined && spec.image !== "" ? spec.image : container.image);
+  if (image === undefined || image === "") {
+    throw new JobBuildError(`${where}: container "${container.name}" has no image and spec.image is not set`);
+  }
+  let pinned: string;
+  try {
+    pinned = pinImage(image, digest);
+  } catch (error) {
+    throw new JobBuildError(`${where}: ${(error as Error).message}`);
+  }
+  const jobName = migrationJobName(name, digest);
+
+  const migration: Container = structuredClone(container);
+  migration.name = MIGRATION_CONTAINER_NAME;
+  migration.image = pinned;
+  if (spec.command !== undefined && spec.command !== null) migration.command = [...spec.command];
+  if (spec.args !== undefined && spec.args !== null) migration.args = [...spec.args];
+  // Probes would rarely pass for a one-shot command, and a failing liveness probe would kill it.
+  delete migration.readinessProbe;
+  delete migration.livenessProbe;
+  delete migration.startupProbe;
+
+  const podSpec: PodSpec = structuredClone(template.spec);
+  podSpec.containers = [migration];
+  podSpec.restartPolicy = "Never";
+  const initContainers = (podSpec.initContainers ?? []).filter((c) => !c.name.startsWith(WAITER_CONTAINER_PREFIX));
+  if (initContainers.length > 0) podSpec.initContainers = initContainers;
+  else delete podSpec.initContainers;
+  for (const field of POD_ONLY_FIELDS) delete podSpec[field];
+
+  const ours: Labels = {
+    [LABELS.migrator]: migratorLabelValue(name),
+    [LABELS.role]: MIGRATION_ROLE,
+    [LABELS.managedBy]: MANAGED_BY,
+  };
+  const podLabels: Labels = { [UPSTREAM_MIGRATOR_LABEL]: migratorLabelValue(name), ...spec.labels, ...ours };
+  const podAnnotations: Labels = { ...spec.annotations, [ANNOTATIONS.noWait]: "true", [ANNOTATIONS.digest]: digest };
+
+  const metadata: KubeObject["metadata"] = {
+    name: jobName,
+    labels: { ...migrator.metadata.labels, ...ours },
+    annotations: { [ANNOTATIONS.digest]: digest, [ANNOTATIONS.image]: pinned },
+    ownerReferences: [{ apiVersion: API_VERSION, kind: KIND, name, uid, controller: true, blockOwnerDeletion: true }],
+  };
+  if (namespace !== undefined) metadata.namespace = namespace;
+  return {
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata,
+    spec: {
+      backoffLimit: 0,
+      template: { metadata: { labels: podLabels, annotations: podAnnotations }, spec: podSpec },
+    },
+  };
+}
