@@ -1,0 +1,71 @@
+import t from "tap";
+import {
+  ManifestSyntaxError,
+  parseJsonDocument,
+  parseYamlStream,
+  serializeStream,
+  serializeYamlStream,
+} from "./yaml-io.ts";
+
+t.test("reads YAML as Kubernetes does (1.1 booleans and octals, merge keys), with document lines", async (t) => {
+  const docs = parseYamlStream("a: yes\nb: 0777\nc: &x {k: 1}\nd:\n  <<: *x\n  z: 2\n---\n\n# c\nkind: X\n---\n");
+  t.same(docs, [
+    { value: { a: true, b: 511, c: { k: 1 }, d: { k: 1, z: 2 } }, line: 1 },
+    { value: { kind: "X" }, line: 10 },
+    { value: null, line: 11 },
+  ]);
+  t.same(parseYamlStream(""), []);
+});
+
+const errors: [string, string, number, RegExp][] = [
+  ["unterminated flow", "a: 1\nb: [\n", 3, /Flow sequence/],
+  ["duplicate key", "a: 1\na: 2\n", 2, /unique/],
+  ["bad indentation", "---\nfoo: bar\n  baz: 1\n", 2, /mapping/i],
+  ["error in the second document", "a: 1\n---\nb: 2\nc: [}\n", 4, /./],
+];
+for (const [name, text, line, message] of errors) {
+  t.test(`a syntax error names its line: ${name}`, async (t) => {
+    const error = t.throws(() => parseYamlStream(text)) as unknown;
+    t.ok(error instanceof ManifestSyntaxError);
+    t.equal((error as ManifestSyntaxError).line, line);
+    t.match((error as Error).message, message);
+    t.notMatch((error as Error).message, /\n/);
+  });
+}
+
+t.test("an alias bomb is refused quickly", async (t) => {
+  const levels = ['a: &a ["x","x","x","x","x","x","x","x","x"]'];
+  for (let i = 1; i < 12; i++) {
+    const prev = String.fromCharCode(96 + i);
+    const cur = String.fromCharCode(97 + i);
+    levels.push(`${cur}: &${cur} [${Array(9).fill(`*${prev}`).join(",")}]`);
+  }
+  const start = performance.now();
+  const error = t.throws(() => parseYamlStream(levels.join("\n") + "\n")) as Error;
+  t.match(error.message, /resource exhaustion/);
+  t.ok(performance.now() - start < 2000, "bounded time");
+});
+
+t.test("JSON syntax errors name the line", async (t) => {
+  t.same(parseJsonDocument('{"a": [1]}'), { value: { a: [1] }, line: 1 });
+  const error = t.throws(() => parseJsonDocument('{\n "a": 1,\n}')) as ManifestSyntaxError;
+  t.equal(error.line, 3);
+});
+
+t.test("the output stream is JSON documents that read back unchanged, also as YAML 1.1", async (t) => {
+  const objects = [
+    { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "a" }, data: { x: "yes", y: "0777", z: "null" } },
+    { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "b" } },
+  ];
+  const out = serializeStream(objects);
+  t.ok(out.endsWith("}\n"));
+  t.same(
+    parseYamlStream(out).map((d) => d.value),
+    objects,
+  );
+  t.same(
+    parseYamlStream(serializeYamlStream(objects)).map((d) => d.value),
+    objects,
+  );
+  t.equal(serializeStream([]), "");
+});
