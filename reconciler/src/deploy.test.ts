@@ -5,7 +5,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { parseAllDocuments } from "yaml";
-import { WAITER_API_PORT } from "@digest-migrations/shared";
+import { WAITER_API_PORT, WAITER_COMMAND } from "@digest-migrations/shared";
 
 const DEPLOY = fileURLToPath(new URL("../deploy/", import.meta.url));
 
@@ -194,5 +194,15 @@ t.test("the kustomization includes every manifest and sets the namespace", (t) =
   const [k] = load("kustomization.yaml") as unknown as { namespace: string; resources: string[] }[];
   t.equal(k?.namespace, "digest-migrations-system");
   t.same([...(k?.resources ?? [])].sort(), files.filter((f) => f !== "kustomization.yaml").sort());
+  t.end();
+});
+
+t.test("the image provides both entrypoints, as a non-root user", (t) => {
+  const dockerfile = readFileSync(fileURLToPath(new URL("../../Dockerfile.reconciler", import.meta.url)), "utf8");
+  t.match(dockerfile, new RegExp(`exec node /app/waiter\\.mjs "\\$@"\\\\n' > /usr/local/bin/${WAITER_COMMAND}\\b`));
+  t.match(dockerfile, /exec node \/app\/reconciler\.mjs "\$@"\\n' > \/usr\/local\/bin\/digest-migrations-reconciler\b/);
+  const stages = dockerfile.split(/^FROM /m);
+  t.match(stages.at(-1), /^USER 65532:65532$/m, "the runtime stage runs as 65532");
+  t.notMatch(stages.at(-1), /COPY --from=build \/src\/node_modules/, "no node_modules in the runtime image");
   t.end();
 });
