@@ -38,6 +38,8 @@ export interface RequestOptions {
 }
 
 export const MERGE_PATCH = "application/merge-patch+json";
+/** Strategic merge patch: lists such as `containers` merge by name instead of being replaced. */
+export const STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json";
 
 export class KubeClient {
   readonly kubeConfig: KubeConfig;
@@ -94,6 +96,10 @@ export class KubeClient {
     return this.request<T>("PATCH", path, { body: patch, contentType: MERGE_PATCH });
   }
 
+  strategicPatch<T = KubeObject>(path: string, patch: unknown): Promise<T> {
+    return this.request<T>("PATCH", path, { body: patch, contentType: STRATEGIC_MERGE_PATCH });
+  }
+
   delete(path: string, body?: unknown): Promise<unknown> {
     return this.request("DELETE", path, { body });
   }
@@ -139,6 +145,73 @@ export class KubeClient {
       res.on("error", (err) => (signal.aborted ? resolve() : reject(err)));
     });
   }
+
+  /**
+   * The REST path of a kind (discovered once per group/version from the API, so CRDs work too):
+   * `/apis/apps/v1/namespaces/ns/deployments[/name]`.
+   */
+  async resourcePath(apiVersion: string, kind: string, namespace?: string, name?: string): Promise<string> {
+    const base = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    this.#discovery[base] ??= this.get<{ resources: { name: string; kind: string; namespaced: boolean }[] }>(
+      base,
+    ).catch((err: unknown) => {
+      delete this.#discovery[base];
+      throw err;
+    });
+    const { resources } = await this.#discovery[base];
+    const resource = resources.find((r) => r.kind === kind && !r.name.includes("/"));
+    if (!resource) throw new Error(`the API has no kind ${kind} in ${apiVersion}`);
+    const ns = resource.namespaced ? `/namespaces/${namespace ?? "default"}` : "";
+    return `${base}${ns}/${resource.name}${name ? `/${name}` : ""}`;
+  }
+
+  /** Creates `obj` (its apiVersion, kind and metadata.namespace say where). */
+  async createObject<T extends KubeObject>(obj: T): Promise<T> {
+    return this.create<T>(await this.resourcePath(obj.apiVersion, obj.kind, obj.metadata.namespace), obj);
+  }
+
+  async getObject<T extends KubeObject>(
+    apiVersion: string,
+    kind: string,
+    namespace: string | undefined,
+    name: string,
+  ): Promise<T | undefined> {
+    return this.find<T>(await this.resourcePath(apiVersion, kind, namespace, name));
+  }
+
+  async patchObject<T extends KubeObject>(
+    apiVersion: string,
+    kind: string,
+    namespace: string | undefined,
+    name: string,
+    patch: unknown,
+    contentType: string = MERGE_PATCH,
+  ): Promise<T> {
+    const path = await this.resourcePath(apiVersion, kind, namespace, name);
+    return this.request<T>("PATCH", path, { body: patch, contentType });
+  }
+
+  /** Deletes an object (`propagationPolicy` Background by default, as kubectl does); 404 is fine. */
+  async deleteObject(
+    apiVersion: string,
+    kind: string,
+    namespace: string | undefined,
+    name: string,
+    propagationPolicy: "Background" | "Foreground" | "Orphan" = "Background",
+  ): Promise<void> {
+    try {
+      await this.delete(await this.resourcePath(apiVersion, kind, namespace, name), {
+        apiVersion: "v1",
+        kind: "DeleteOptions",
+        propagationPolicy,
+      });
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 404)) throw err;
+    }
+  }
+
+  readonly #discovery: Record<string, Promise<{ resources: { name: string; kind: string; namespaced: boolean }[] }>> =
+    {};
 
   async #send(method: string, path: string, opts: RequestOptions): Promise<http.IncomingMessage> {
     this.#options ??= (async () => {

@@ -56,6 +56,8 @@ export interface StartRecord {
   argv: string[];
   /** False when the start failed (StartError). */
   ok: boolean;
+  /** The process id (its process group id too) when the start succeeded. */
+  pid?: number;
 }
 
 export interface NodeContext {
@@ -380,7 +382,7 @@ export class PodRunner {
         this.#flush();
         return { exitCode: 128, signal: null };
       }
-      this.#deps.recordStart({ ...record, ok: true });
+      this.#deps.recordStart({ ...record, ok: true, pid: proc.pid });
       const containerID = `containerd://${randomBytes(32).toString("hex")}`;
       run.proc = proc;
       run.startedFrom = image;
