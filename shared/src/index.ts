@@ -6,3 +6,5 @@ export * from "./image-ref.ts";
 export * from "./image-id.ts";
 export * from "./owners.ts";
 export * from "./job.ts";
+export * from "./conditions.ts";
+export * from "./protocol.ts";
