@@ -174,7 +174,7 @@ export async function runLeaderElection(opts: LeaderElectionOptions): Promise<vo
   async function acquire(): Promise<boolean> {
     logger.info("leader election: trying to acquire the lease");
     while (!signal.aborted) {
-      if (await tryAcquireOrRenew()) return !signal.aborted;
+      if (await tryAcquireOrRenew()) return true;
       await pause(retryMs * (1 + Math.random() * (JITTER - 1)), signal);
     }
     return false;
@@ -227,6 +227,11 @@ export async function runLeaderElection(opts: LeaderElectionOptions): Promise<vo
 
   while (!signal.aborted) {
     if (!(await acquire())) break;
+    if (signal.aborted) {
+      // Acquired just as shutdown began: never start leading, hand the lease back.
+      if (opts.releaseOnCancel ?? true) await release();
+      break;
+    }
     isLeader.set(1);
     logger.info("leader election: started leading");
     opts.onStartedLeading();
