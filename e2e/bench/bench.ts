@@ -1,0 +1,139 @@
+// `npm run bench`: builds what it needs, runs the benchmarks and prints their tables (Markdown) on
+// stdout; progress goes to stderr.
+//
+//   node e2e/bench/bench.ts [--quick] [--only render,waiter,latency,scale] [--runs N] [--sizes 200,2000]
+//                           [--out file.md]
+//
+// --quick: smaller trees and fewer runs, a smoke test of the whole pipeline (figures not meaningful).
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { rssMethod } from "./measure.ts";
+import { PLUGIN_BUNDLE, renderBench, renderGrowth } from "./render.ts";
+import { formatTable } from "./table.ts";
+import type { Table } from "./table.ts";
+import { WAITER_BUNDLE, waiterBench, waiterGrowth } from "./waiter.ts";
+
+export const SECTIONS = ["render", "waiter"] as const;
+export type Section = (typeof SECTIONS)[number];
+
+export interface BenchOptions {
+  quick: boolean;
+  sections: Section[];
+  runs?: number;
+  sizes?: number[];
+  log: (line: string) => void;
+}
+
+export interface BenchReport {
+  header: string;
+  tables: Table[];
+  text: string;
+}
+
+function machine(): string {
+  const cpus = os.cpus();
+  const load = os.loadavg().map((l) => l.toFixed(2));
+  return [
+    `Node ${process.version}, ${cpus.length} × ${cpus[0]?.model.trim() ?? "unknown CPU"},`,
+    `${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, load average ${load.join(" ")} at start; peak RSS by ${rssMethod()}.`,
+  ].join(" ");
+}
+
+/** Builds the bundles when missing (a fresh clone run without `npm run build`). */
+async function ensureBundles(log: (line: string) => void): Promise<void> {
+  if (existsSync(PLUGIN_BUNDLE) && existsSync(WAITER_BUNDLE)) return;
+  log("bench: bundles missing, building");
+  await import("../../scripts/build.ts");
+  for (const bundle of [PLUGIN_BUNDLE, WAITER_BUNDLE]) {
+    if (!existsSync(bundle)) throw new Error(`bench: ${bundle} is still missing after the build`);
+  }
+}
+
+export async function runBench(options: BenchOptions): Promise<BenchReport> {
+  await ensureBundles(options.log);
+  const header = machine();
+  const tables: Table[] = [];
+  const growth: Table = {
+    title: "Growth with input size",
+    columns: ["figure", "growth", "fixed cost (fit at 0)", "R²"],
+    rows: [],
+    notes: ["least-squares line through the medians at each size; R² near 1 means linear."],
+  };
+  const workDir = mkdtempSync(path.join(os.tmpdir(), "dm-bench-"));
+  try {
+    if (options.sections.includes("render")) {
+      const render = await renderBench({
+        sizes: options.sizes ?? (options.quick ? [100, 200] : [200, 2000, 10000]),
+        runs: options.runs ?? (options.quick ? 2 : 5),
+        workDir,
+        log: options.log,
+      });
+      tables.push(...render.tables);
+      growth.rows.push(...renderGrowth(render.sizes));
+    }
+    if (options.sections.includes("waiter")) {
+      const waiter = await waiterBench({ runs: options.runs ?? (options.quick ? 3 : 10), log: options.log });
+      tables.push(...waiter.tables);
+      growth.rows.push(...waiterGrowth());
+    }
+  } finally {
+    rmSync(workDir, { recursive: true, force: true });
+  }
+  if (growth.rows.length > 0) tables.push(growth);
+  const text = [`${options.quick ? "Quick run (smoke test; figures not meaningful). " : ""}${header}`, ""]
+    .concat(tables.map(formatTable))
+    .join("\n");
+  return { header, tables, text };
+}
+
+function parseSections(value: string | undefined): Section[] {
+  if (value === undefined) return [...SECTIONS];
+  const wanted = value.split(",").map((s) => s.trim());
+  for (const s of wanted) {
+    if (!(SECTIONS as readonly string[]).includes(s)) {
+      throw new Error(`--only: unknown section "${s}" (expected some of ${SECTIONS.join(", ")})`);
+    }
+  }
+  return wanted as Section[];
+}
+
+function positiveInts(flag: string, value: string): number[] {
+  return value.split(",").map((s) => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag}: "${s}" is not a positive whole number`);
+    return n;
+  });
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: "boolean", default: false },
+      only: { type: "string" },
+      runs: { type: "string" },
+      sizes: { type: "string" },
+      out: { type: "string" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const options: BenchOptions = {
+    quick: values.quick,
+    sections: parseSections(values.only),
+    log: (line) => process.stderr.write(`${line}\n`),
+  };
+  if (values.runs !== undefined) options.runs = positiveInts("--runs", values.runs)[0];
+  if (values.sizes !== undefined) options.sizes = positiveInts("--sizes", values.sizes);
+  const report = await runBench(options);
+  process.stdout.write(report.text);
+  if (values.out !== undefined) writeFileSync(values.out, report.text);
+}
+
+if (import.meta.main) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  });
+}
