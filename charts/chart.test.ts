@@ -1,0 +1,168 @@
+// The Helm chart, rendered by the real helm: it lints, renders with defaults and with every optional part,
+// renders what reconciler/deploy holds (same names, RBAC rules, ports, flags, probes), and carries exact
+// copies of the CRD and of the argocd-cm snippet.
+import { readFileSync } from "node:fs";
+import t from "tap";
+import { parse } from "yaml";
+import { CHART_COPIES } from "./copies.ts";
+import { RECONCILER_DEPLOY_DIR, keyOf, lintChart, parseManifests, renderChart, renderKustomize } from "./render.ts";
+import type { Manifest } from "./render.ts";
+
+function render(values: Record<string, unknown> = {}, namespace?: string): Manifest[] {
+  return parseManifests(renderChart(values, namespace === undefined ? {} : { namespace }), "helm template");
+}
+
+function find(objects: Manifest[], kind: string, name?: string): Manifest {
+  const hit = objects.find((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+  if (!hit) throw new Error(`no ${kind}${name === undefined ? "" : ` ${name}`} in ${objects.map(keyOf).join(", ")}`);
+  return hit;
+}
+
+interface PodSpec {
+  containers: Array<{ image: string; args: string[]; resources: unknown }>;
+  [field: string]: unknown;
+}
+function podSpec(objects: Manifest[]): PodSpec {
+  return (find(objects, "Deployment")["spec"] as { template: { spec: PodSpec } }).template.spec;
+}
+
+t.test("helm lint --strict passes, with defaults and with every option on", async (t) => {
+  t.match(lintChart(), /1 chart\(s\) linted, 0 chart\(s\) failed/);
+  t.match(
+    lintChart({
+      metrics: { serviceMonitor: { enabled: true } },
+      watchNamespaces: ["a"],
+      argocd: { configMap: { enabled: false } },
+    }),
+    /0 chart\(s\) failed/,
+  );
+});
+
+t.test("the chart carries exact copies of the CRD and the argocd-cm snippet (node charts/generate.ts)", async (t) => {
+  for (const { from, to } of CHART_COPIES) t.equal(readFileSync(to, "utf8"), readFileSync(from, "utf8"), to);
+});
+
+t.test("with defaults it renders what reconciler/deploy holds", async (t) => {
+  const chart = render();
+  const raw = parseManifests(renderKustomize(RECONCILER_DEPLOY_DIR), "kubectl kustomize reconciler/deploy");
+  t.ok(raw.length >= 8, `${raw.length} objects in reconciler/deploy`);
+  for (const want of raw) {
+    // Helm does not create the release namespace's Namespace object (helm install --create-namespace does).
+    if (want.kind === "Namespace") continue;
+    const key = keyOf(want);
+    const got = chart.find((o) => keyOf(o) === key);
+    if (!got) {
+      t.fail(`the chart renders ${key}`);
+      continue;
+    }
+    // Labels: the chart adds Helm's; it keeps every label reconciler/deploy sets.
+    t.match(got.metadata.labels ?? {}, want.metadata.labels ?? {}, `${key}: labels`);
+    const strip = (m: Manifest): unknown => {
+      const copy = structuredClone(m);
+      delete copy.metadata.labels;
+      if (copy.kind === "Deployment") {
+        const template = (copy["spec"] as { template: { metadata: { labels?: unknown } } }).template;
+        delete template.metadata.labels;
+      }
+      return copy;
+    };
+    t.same(strip(got), strip(want), `${key}: everything but labels`);
+    if (want.kind === "Deployment") {
+      const labels = (m: Manifest) =>
+        (m["spec"] as { template: { metadata: { labels: object } } }).template.metadata.labels;
+      t.match(labels(got), labels(want), `${key}: pod template labels`);
+    }
+  }
+  const extra = chart.filter((o) => !raw.some((r) => keyOf(r) === keyOf(o))).map(keyOf);
+  t.same(
+    extra,
+    ["ConfigMap/digest-migrations-system/digest-migrations-argocd-cm"],
+    "and only the argocd-cm keys besides",
+  );
+});
+
+t.test("the argocd-cm ConfigMap holds the snippet's keys", async (t) => {
+  const snippet = parse(readFileSync(CHART_COPIES[1]!.from, "utf8")) as { data: Record<string, string> };
+  t.same(find(render(), "ConfigMap", "digest-migrations-argocd-cm")["data"], snippet.data);
+  t.notOk(
+    render({ argocd: { configMap: { enabled: false } } }).some((o) => o.kind === "ConfigMap"),
+    "argocd.configMap.enabled=false renders none",
+  );
+});
+
+t.test("ServiceMonitor: off by default, on with metrics.serviceMonitor.enabled", async (t) => {
+  t.notOk(render().some((o) => o.kind === "ServiceMonitor"));
+  const objects = render({
+    metrics: { serviceMonitor: { enabled: true, interval: "15s", scrapeTimeout: "10s", labels: { release: "kps" } } },
+  });
+  const monitor = find(objects, "ServiceMonitor");
+  t.equal(monitor.apiVersion, "monitoring.coreos.com/v1");
+  t.equal(monitor.metadata.labels?.["release"], "kps");
+  const spec = monitor["spec"] as {
+    selector: { matchLabels: Record<string, string> };
+    endpoints: Array<Record<string, string>>;
+  };
+  const service = find(objects, "Service");
+  t.same(spec.selector.matchLabels, { "app.kubernetes.io/name": "digest-migrations-reconciler" });
+  t.match(service.metadata.labels ?? {}, spec.selector.matchLabels, "it selects the Service");
+  t.same(spec.endpoints, [{ port: "metrics", path: "/metrics", interval: "15s", scrapeTimeout: "10s" }]);
+});
+
+t.test("values reach the Deployment", async (t) => {
+  const values = {
+    image: { repository: "registry.example/dm/reconciler", tag: "1.2.3" },
+    replicas: 3,
+    logLevel: "debug",
+    watchNamespaces: ["shop", "billing"],
+    extraArgs: ["--workers=8"],
+    resources: { requests: { cpu: "100m", memory: "256Mi" }, limits: { memory: "1Gi" } },
+    nodeSelector: { "kubernetes.io/os": "linux" },
+    tolerations: [{ key: "dedicated", operator: "Equal", value: "infra", effect: "NoSchedule" }],
+    affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [] } } },
+    priorityClassName: "system-cluster-critical",
+    imagePullSecrets: [{ name: "pull" }],
+  };
+  const objects = render(values);
+  const deployment = find(objects, "Deployment");
+  t.equal((deployment["spec"] as { replicas: number }).replicas, 3);
+  const pod = podSpec(objects);
+  const [container] = pod.containers;
+  t.equal(container?.image, "registry.example/dm/reconciler:1.2.3");
+  t.same(container?.resources, values.resources);
+  t.ok(container?.args.includes("--log-level=debug"));
+  t.ok(container?.args.includes("--namespaces=shop,billing"));
+  t.ok(container?.args.includes("--workers=8"));
+  t.same(pod["nodeSelector"], values.nodeSelector);
+  t.same(pod["tolerations"], values.tolerations);
+  t.same(pod["affinity"], values.affinity);
+  t.equal(pod["priorityClassName"], "system-cluster-critical");
+  t.same(pod["imagePullSecrets"], [{ name: "pull" }]);
+
+  const pinned = podSpec(render({ image: { digest: `sha256:${"a".repeat(64)}` } })).containers[0];
+  t.equal(pinned?.image, `ghcr.io/digest-migrations/reconciler@sha256:${"a".repeat(64)}`, "image.digest pins");
+  const defaults = podSpec(render()).containers[0];
+  t.notOk(
+    defaults?.args.some((a) => a.startsWith("--namespaces")),
+    "all namespaces by default",
+  );
+  t.notOk(render({ podDisruptionBudget: { enabled: false } }).some((o) => o.kind === "PodDisruptionBudget"));
+});
+
+t.test("another release namespace and fullname move every reference along", async (t) => {
+  const objects = render({ fullnameOverride: "dm" }, "ops");
+  const name = "dm-reconciler";
+  for (const kind of ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget"]) {
+    t.ok(find(objects, kind, name), `${kind} ${name}`);
+  }
+  t.ok(find(objects, "Service", "dm"));
+  for (const kind of ["ClusterRoleBinding", "RoleBinding"]) {
+    t.same(find(objects, kind)["subjects"], [{ kind: "ServiceAccount", name, namespace: "ops" }], `${kind} subject`);
+  }
+  const lease = (find(objects, "Role")["rules"] as Array<{ resourceNames?: string[] }>).find((r) => r.resourceNames);
+  t.same(lease?.resourceNames, [name], "the Role names the Lease");
+  t.ok(podSpec(objects).containers[0]?.args.includes(`--leader-election-id=${name}`), "the flag names the same Lease");
+  for (const o of objects)
+    if (o.kind !== "ClusterRole" && o.kind !== "ClusterRoleBinding" && o.kind !== "CustomResourceDefinition") {
+      t.equal(o.metadata.namespace, "ops", `${keyOf(o)} in the release namespace`);
+    }
+});
