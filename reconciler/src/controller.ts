@@ -1,0 +1,439 @@
+// The controller: watch-backed caches of Migrators, pods, Jobs and the workloads that own pods,
+// a work queue of Migrator keys fed by their events, workers running `reconcileMigrator`, and the
+// ReleaseOracle the waiter API asks (answered from the caches only).
+//
+// Every replica keeps caches and answers waiters; only the leader writes (startWriting /
+// stopWriting, driven by the Lease). Events are mapped to the Migrators they concern:
+// - a Migrator → itself;
+// - a pod → every Migrator in its namespace whose selector matches its labels (now or before the
+//   change); a probe or migration pod (label `migrations.coderanger.net/role`) → its Migrator only;
+// - a Job → its Migrator (migration Jobs) or, like any workload, the Migrators whose selector
+//   matches the labels of the pod template it declares.
+import { hostname } from "node:os";
+import {
+  ANNOTATIONS,
+  API_VERSION,
+  KIND,
+  LABELS,
+  PLURAL,
+  groupOf,
+  mayRelease,
+  findCondition,
+  CONDITION_READY,
+  gatedContainer,
+  migratorLabelValue,
+  pinnedDigest,
+  podTemplateOf,
+} from "@digest-migrations/shared";
+import type { KubeObject, Labels, Migrator, OwnerLookup, Pod } from "@digest-migrations/shared";
+import { Reflector } from "./cache.ts";
+import type { CacheEventType } from "./cache.ts";
+import { Kube, KubeConfig, collectionPath, isNotFound } from "./kube.ts";
+import { log as defaultLog } from "./log.ts";
+import type { Logger } from "./log.ts";
+import { cachesSynced, reconcileDuration } from "./metrics.ts";
+import { WorkQueue } from "./queue.ts";
+import { StaleCacheError, reconcileMigrator, selectorsOf } from "./reconcile.ts";
+import type { Caches, ReconcileContext, Store } from "./reconcile.ts";
+import type { ReleaseOracle, WaitAnswer, WaitQuery } from "./release.ts";
+
+export { KubeConfig };
+
+export interface ControllerOptions {
+  kubeconfig: KubeConfig;
+  /** Namespaces to watch; all namespaces when empty or undefined. */
+  namespaces?: string[];
+  /** This replica's name (Events' reportingInstance). */
+  identity?: string;
+  log?: Logger;
+  /** A probe still pulling after this long is reported as ProbeFailed (default 300 s). */
+  probeImagePullTimeoutSeconds?: number;
+  /** Parallel reconciles of distinct Migrators (default 4). */
+  workers?: number;
+  /** Visit every Migrator at least this often (default 60 s). */
+  resyncSeconds?: number;
+  /** Resume a watch silent longer than this (default 60 s). */
+  watchdogSeconds?: number;
+  /** How often to look again for optional APIs (Argo Rollouts) that were absent (default 30 s). */
+  discoverySeconds?: number;
+}
+
+/** A resource the controller caches. */
+interface Resource {
+  apiVersion: string;
+  kind: string;
+  plural: string;
+}
+
+const CORE_RESOURCES: readonly Resource[] = [
+  { apiVersion: API_VERSION, kind: KIND, plural: PLURAL },
+  { apiVersion: "v1", kind: "Pod", plural: "pods" },
+  { apiVersion: "batch/v1", kind: "Job", plural: "jobs" },
+  { apiVersion: "apps/v1", kind: "ReplicaSet", plural: "replicasets" },
+  { apiVersion: "apps/v1", kind: "Deployment", plural: "deployments" },
+  { apiVersion: "apps/v1", kind: "StatefulSet", plural: "statefulsets" },
+  { apiVersion: "apps/v1", kind: "DaemonSet", plural: "daemonsets" },
+];
+
+/** Optional resources, found by discovery: the first apiVersion served wins. */
+const OPTIONAL_RESOURCES: readonly { kind: string; plural: string; apiVersions: string[] }[] = [
+  { kind: "CronJob", plural: "cronjobs", apiVersions: ["batch/v1", "batch/v1beta1"] },
+  { kind: "Rollout", plural: "rollouts", apiVersions: ["argoproj.io/v1alpha1"] },
+];
+
+/** Several reflectors of one resource (one per watched namespace) read as one store. */
+class MultiStore<T extends KubeObject> implements Store<T> {
+  readonly reflectors: Reflector<T>[] = [];
+  get(namespace: string | undefined, name: string): T | undefined {
+    for (const r of this.reflectors) {
+      const found = r.get(namespace, name);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  list(namespace?: string): T[] {
+    return this.reflectors.flatMap((r) => r.list(namespace));
+  }
+}
+
+function groupKind(apiVersion: string, kind: string): string {
+  return `${groupOf(apiVersion)}/${kind}`;
+}
+
+export class Controller implements ReleaseOracle {
+  readonly #opts: ControllerOptions;
+  readonly #kube: Kube;
+  readonly #log: Logger;
+  readonly #identity: string;
+  readonly #queue = new WorkQueue();
+  readonly #stores = new Map<string, MultiStore<KubeObject>>();
+  readonly #listeners = new Set<() => void>();
+  readonly #pins = new Map<string, { container: string; image: string }>();
+  readonly #stop = new AbortController();
+  readonly #workers: Promise<void>[] = [];
+  readonly #timers: NodeJS.Timeout[] = [];
+  readonly #missing = new Set<string>();
+  #writing = false;
+  #started = false;
+  #notifyScheduled = false;
+
+  constructor(opts: ControllerOptions) {
+    this.#opts = opts;
+    this.#kube = new Kube(opts.kubeconfig);
+    this.#log = (opts.log ?? defaultLog).child({ component: "controller" });
+    this.#identity = opts.identity ?? hostname();
+  }
+
+  get kube(): Kube {
+    return this.#kube;
+  }
+
+  // ------------------------------------------------------------------ caches
+
+  #store<T extends KubeObject>(apiVersion: string, kind: string): MultiStore<T> | undefined {
+    return this.#stores.get(groupKind(apiVersion, kind)) as MultiStore<T> | undefined;
+  }
+
+  get migrators(): Store<Migrator> {
+    return this.#store<Migrator>(API_VERSION, KIND) ?? new MultiStore<Migrator>();
+  }
+  get pods(): Store<Pod> {
+    return this.#store<Pod>("v1", "Pod") ?? new MultiStore<Pod>();
+  }
+  get jobs(): Store<KubeObject> {
+    return this.#store<KubeObject>("batch/v1", "Job") ?? new MultiStore<KubeObject>();
+  }
+
+  readonly lookup: OwnerLookup = {
+    get: (apiVersion, kind, namespace, name) => this.#store(apiVersion, kind)?.get(namespace, name),
+  };
+
+  #caches(): Caches {
+    return { migrators: this.migrators, pods: this.pods, jobs: this.jobs, lookup: this.lookup };
+  }
+
+  #startResource(resource: Resource): Promise<void>[] {
+    const store = new MultiStore<KubeObject>();
+    this.#stores.set(groupKind(resource.apiVersion, resource.kind), store);
+    const namespaces = this.#opts.namespaces?.length ? this.#opts.namespaces : [undefined];
+    return namespaces.map((namespace) => {
+      const reflector = new Reflector<KubeObject>({
+        kube: this.#kube,
+        apiVersion: resource.apiVersion,
+        kind: resource.kind,
+        path: collectionPath(resource.apiVersion, resource.plural, namespace),
+        log: this.#log,
+        watchdogSeconds: this.#opts.watchdogSeconds ?? 60,
+      });
+      reflector.onEvent((type, object, previous) => this.#onEvent(resource, type, object, previous));
+      store.reflectors.push(reflector);
+      return reflector.start();
+    });
+  }
+
+  /** The first served apiVersion of an optional resource, via discovery (GET /apis/<group>/<version>). */
+  async #discover(apiVersions: string[], plural: string): Promise<string | undefined> {
+    for (const apiVersion of apiVersions) {
+      try {
+        const list = await this.#kube.get<{ resources?: { name: string }[] }>(`/apis/${apiVersion}`);
+        if ((list.resources ?? []).some((r) => r.name === plural)) return apiVersion;
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+      }
+    }
+    return undefined;
+  }
+
+  async #startOptional(): Promise<Promise<void>[]> {
+    const started: Promise<void>[] = [];
+    for (const optional of OPTIONAL_RESOURCES) {
+      if (this.#stores.has(`${groupOf(optional.apiVersions[0] ?? "")}/${optional.kind}`)) continue;
+      const apiVersion = await this.#discover(optional.apiVersions, optional.plural);
+      if (apiVersion === undefined) {
+        if (!this.#missing.has(optional.kind))
+          this.#log.info({ kind: optional.kind }, "API not served; will look again");
+        this.#missing.add(optional.kind);
+        continue;
+      }
+      this.#missing.delete(optional.kind);
+      this.#log.info({ kind: optional.kind, apiVersion }, "watching optional API");
+      started.push(...this.#startResource({ apiVersion, kind: optional.kind, plural: optional.plural }));
+    }
+    return started;
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  /** Starts the caches and resolves once they are synced; workers start too (they write only when leading). */
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    const syncs = CORE_RESOURCES.flatMap((r) => this.#startResource(r));
+    syncs.push(...(await this.#startOptional()));
+    await Promise.all(syncs);
+    cachesSynced.set(1);
+    for (let i = 0; i < (this.#opts.workers ?? 4); i++) this.#workers.push(this.#work());
+    const resync = setInterval(() => this.#enqueueAll(), (this.#opts.resyncSeconds ?? 60) * 1000);
+    resync.unref();
+    this.#timers.push(resync);
+    const discovery = setInterval(
+      () => {
+        if (this.#missing.size === 0) return;
+        this.#startOptional().then(
+          (started) =>
+            Promise.all(started).then(() => {
+              if (started.length > 0) this.#enqueueAll();
+            }),
+          (error: unknown) => this.#log.warn({ err: error }, "API discovery failed"),
+        );
+      },
+      (this.#opts.discoverySeconds ?? 30) * 1000,
+    );
+    discovery.unref();
+    this.#timers.push(discovery);
+    this.#enqueueAll();
+  }
+
+  synced(): boolean {
+    if (!this.#started) return false;
+    for (const store of this.#stores.values()) if (!store.reflectors.every((r) => r.synced())) return false;
+    return true;
+  }
+
+  /** This replica became the leader: reconcile everything and write. */
+  startWriting(): void {
+    this.#writing = true;
+    this.#log.info("writing enabled (leader)");
+    this.#enqueueAll();
+  }
+
+  stopWriting(): void {
+    this.#writing = false;
+    this.#log.info("writing disabled");
+  }
+
+  get writing(): boolean {
+    return this.#writing;
+  }
+
+  async stop(): Promise<void> {
+    this.#writing = false;
+    this.#stop.abort();
+    for (const timer of this.#timers) clearInterval(timer);
+    this.#queue.shutdown();
+    await Promise.all(this.#workers);
+    await Promise.all([...this.#stores.values()].flatMap((s) => s.reflectors.map((r) => r.stop())));
+    cachesSynced.set(0);
+  }
+
+  /** All reflectors, for tests (disconnect, stats). */
+  reflectors(): Reflector<KubeObject>[] {
+    return [...this.#stores.values()].flatMap((s) => s.reflectors);
+  }
+
+  // ------------------------------------------------------------------ events → keys
+
+  #enqueueAll(): void {
+    for (const m of this.migrators.list()) this.#queue.add(`${m.metadata.namespace}/${m.metadata.name}`);
+  }
+
+  #enqueue(migrator: Migrator): void {
+    this.#queue.add(`${migrator.metadata.namespace}/${migrator.metadata.name}`);
+  }
+
+  /** Migrators in `namespace` whose selector matches any of `labelSets`. */
+  #enqueueSelecting(namespace: string, labelSets: (Labels | undefined)[]): void {
+    for (const migrator of this.migrators.list(namespace)) {
+      const selectors = selectorsOf(migrator);
+      if (!selectors.ok || labelSets.some((labels) => selectors.select(labels))) this.#enqueue(migrator);
+    }
+  }
+
+  #enqueueOwnerOf(object: KubeObject): boolean {
+    const value = object.metadata.labels?.[LABELS.migrator];
+    if (object.metadata.labels?.[LABELS.role] === undefined || value === undefined) return false;
+    const namespace = object.metadata.namespace ?? "";
+    for (const migrator of this.migrators.list(namespace)) {
+      if (migratorLabelValue(migrator.metadata.name ?? "") === value) this.#enqueue(migrator);
+    }
+    return true;
+  }
+
+  #onEvent(resource: Resource, _type: CacheEventType, object: KubeObject, previous: KubeObject | undefined): void {
+    const namespace = object.metadata.namespace ?? "";
+    switch (resource.kind) {
+      case KIND:
+        this.#enqueue(object as Migrator);
+        this.#notify();
+        return;
+      case "Pod":
+        if (!this.#enqueueOwnerOf(object)) {
+          this.#enqueueSelecting(namespace, [object.metadata.labels, previous?.metadata.labels]);
+        }
+        if (_type === "delete") this.#pins.delete(object.metadata.uid ?? "");
+        this.#notify();
+        return;
+      default: {
+        if (resource.kind === "Job" && this.#enqueueOwnerOf(object)) return;
+        const template = podTemplateOf(object, this.lookup);
+        const before = previous === undefined ? undefined : podTemplateOf(previous, this.lookup);
+        if (template === undefined) {
+          for (const m of this.migrators.list(namespace)) this.#enqueue(m);
+          return;
+        }
+        this.#enqueueSelecting(namespace, [template.metadata?.labels, before?.metadata?.labels]);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ workers
+
+  async #work(): Promise<void> {
+    for (;;) {
+      const key = await this.#queue.get();
+      if (key === undefined) return;
+      const started = performance.now();
+      let result = "success";
+      try {
+        if (!this.#writing) continue;
+        const slash = key.indexOf("/");
+        const outcome = await reconcileMigrator(this.#context(), key.slice(0, slash), key.slice(slash + 1));
+        this.#queue.forget(key);
+        if (outcome.requeueAfterMs !== undefined) {
+          result = outcome.requeueAfterMs === 0 ? "requeue" : "success";
+          this.#queue.addAfter(key, outcome.requeueAfterMs);
+        }
+      } catch (error) {
+        result = "error";
+        const delay = this.#queue.addRateLimited(key);
+        const level = error instanceof StaleCacheError ? "debug" : "warn";
+        this.#log[level]({ err: error, migrator: key, retryInMs: delay }, "reconcile failed; will retry");
+      } finally {
+        reconcileDuration.observe({ result }, (performance.now() - started) / 1000);
+        this.#queue.done(key);
+      }
+    }
+  }
+
+  #context(): ReconcileContext {
+    return {
+      kube: this.#kube,
+      caches: this.#caches(),
+      log: this.#log,
+      identity: this.#identity,
+      now: () => new Date(),
+      probeTimeoutSeconds: this.#opts.probeImagePullTimeoutSeconds ?? 300,
+      pins: this.#pins,
+    };
+  }
+
+  // ------------------------------------------------------------------ ReleaseOracle
+
+  answer(q: WaitQuery): WaitAnswer {
+    const migrator = this.migrators.get(q.namespace, q.migrator);
+    if (migrator === undefined) {
+      return { ready: false, reason: "UnknownMigrator", message: `Migrator ${q.namespace}/${q.migrator} not found` };
+    }
+    const pod = this.pods.get(q.namespace, q.pod);
+    if (pod === undefined)
+      return { ready: false, reason: "UnknownPod", message: `pod ${q.namespace}/${q.pod} not found` };
+    if (q.podUID !== undefined && q.podUID !== "" && pod.metadata.uid !== q.podUID) {
+      return {
+        ready: false,
+        reason: "UnknownPod",
+        message: `pod ${q.namespace}/${q.pod} has uid ${pod.metadata.uid}, not ${q.podUID} (it was replaced)`,
+      };
+    }
+    const container = pod.spec.containers.find((c) => c.name === q.container);
+    if (container === undefined) {
+      return {
+        ready: false,
+        reason: "UnknownContainer",
+        message: `pod ${q.namespace}/${q.pod} has no container ${q.container}`,
+      };
+    }
+    let gated: string | undefined;
+    try {
+      gated = gatedContainer(migrator.spec ?? { selector: {} }, pod.spec).name;
+    } catch (error) {
+      return { ready: false, reason: "InvalidSpec", message: (error as Error).message };
+    }
+    if (gated !== q.container) {
+      return {
+        ready: false,
+        reason: "UnknownContainer",
+        message: `Migrator ${q.namespace}/${q.migrator} gates container ${gated}, not ${q.container}`,
+      };
+    }
+    const condition = findCondition(migrator.status?.conditions, CONDITION_READY);
+    const input: Parameters<typeof mayRelease>[0] = { status: migrator.status };
+    const pinned = pinnedDigest(container.image);
+    if (pinned !== undefined) input.pinned = pinned;
+    if (condition !== undefined) input.condition = { reason: condition.reason, message: condition.message };
+    return mayRelease(input);
+  }
+
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Calls listeners once per burst of cache events (answers may have changed). */
+  #notify(): void {
+    if (this.#notifyScheduled) return;
+    this.#notifyScheduled = true;
+    setImmediate(() => {
+      this.#notifyScheduled = false;
+      for (const listener of [...this.#listeners]) {
+        try {
+          listener();
+        } catch (error) {
+          this.#log.error({ err: error }, "release listener failed");
+        }
+      }
+    });
+  }
+}
+
+/** The retry annotation, re-exported for callers that set it. */
+export const RETRY_ANNOTATION = ANNOTATIONS.retry;
