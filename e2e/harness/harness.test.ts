@@ -14,10 +14,11 @@ import type { ObjectList } from "../node/kube.ts";
 
 const SQL = path.join(import.meta.dirname, "fixtures/sql.ts");
 
-// A long-running "server": prints who it is, exits 0 on SIGTERM.
+// A long-running "server": exits 0 on SIGTERM, then says who it is (so a test that saw the line
+// knows SIGTERM is handled).
 const SERVE = `
-console.log("serving", process.env.VERSION, process.env.POD_NAME);
 process.on("SIGTERM", () => { console.log("stopping"); process.exit(0); });
+console.log("serving", process.env.VERSION, process.env.POD_NAME);
 setInterval(() => {}, 1000);`;
 // Waits for the file named by $GATE to exist, then exits 0.
 const GATE = `

@@ -491,7 +491,11 @@ export class PodRunner {
   /** Schedules a status write; writes coalesce and retry until the API takes them. */
   #flush(): void {
     this.#dirty = true;
-    this.#writing ??= this.#writeLoop().finally(() => (this.#writing = undefined));
+    this.#writing ??= this.#writeLoop().finally(() => {
+      this.#writing = undefined;
+      // A change that arrived after the loop's last check but before this callback.
+      if (this.#dirty && !this.#gone) this.#flush();
+    });
   }
 
   async #settled(): Promise<void> {
