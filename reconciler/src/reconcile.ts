@@ -202,6 +202,10 @@ export async function reconcileMigrator(
     const view: Pod = container.image === cachedImage ? pod : withImage(pod, container);
     let resolution: Resolution = resolvePodDigest(view, container.name, gated);
     let probeFailure: string | undefined;
+    if (gated && resolution.kind === "digest" && resolution.source === "status") {
+      // Held again after its app container ran once (e.g. a restarted sandbox): pin what it ran.
+      pins.push({ pod, container: container.name, image: pinImage(container.image ?? "", resolution.digest) });
+    }
     if (resolution.kind === "needsProbe" && pod.spec.nodeName) {
       const key = probeKeyOf(pod, container);
       const probeNameValue = probeName(name, key);

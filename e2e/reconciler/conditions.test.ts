@@ -1,0 +1,66 @@
+// Problems the reconciler cannot fix show as a clear condition on the Migrator, never a crash:
+// a malformed selector, an imageID without a repository digest, an image that cannot be pulled.
+import t from "tap";
+import { deployment, pod } from "../harness/objects.ts";
+import { waitFor } from "../harness/wait.ts";
+import { APP_IMAGE, appContainer, appImage, reconcilerEnv } from "./setup.ts";
+
+t.test("malformed selector, digest-less imageID, unpullable image", async (t) => {
+  const env = await reconcilerEnv(t);
+  env.registry.push(APP_IMAGE, "latest", appImage("v1"));
+
+  // A selector the API accepts but Kubernetes semantics reject: "In" needs values.
+  await env.migrator("bad", { selector: { matchExpressions: [{ key: "app", operator: "In", values: [] }] } });
+  const bad = await env.waitReason("bad", "InvalidSpec");
+  const badReady = bad.status?.conditions?.find((c) => c.type === "Ready");
+  t.match(badReady?.message, /spec\.selector/, "the message names the field");
+
+  // An ungated pod whose node reports a configuration ID, not a repository digest. The pod names
+  // a node no emulator runs, so the test writes its status as such a kubelet would.
+  await env.migrator("local", { selector: { matchLabels: { app: "local" } } });
+  const local = pod(
+    env.namespace,
+    "local-1",
+    { nodeName: "elsewhere", containers: [appContainer(env)] },
+    { app: "local" },
+  );
+  await env.kube.createObject(local);
+  const configID = `sha256:${"ab".repeat(32)}`;
+  await env.kube.request("PATCH", `/api/v1/namespaces/${env.namespace}/pods/local-1/status`, {
+    contentType: "application/merge-patch+json",
+    body: {
+      status: {
+        phase: "Running",
+        containerStatuses: [
+          {
+            name: "app",
+            image: `${APP_IMAGE}:latest`,
+            imageID: `docker://${configID}`,
+            ready: true,
+            restartCount: 0,
+            state: { running: {} },
+          },
+        ],
+      },
+    },
+  });
+  const noDigest = await env.waitReason("local", "NoDigest");
+  t.match(noDigest.status?.conditions?.find((c) => c.type === "Ready")?.message, /configuration ID/);
+  t.equal((await env.jobs()).length, 0, "no Job for a guessed digest");
+
+  // A gated pod whose image cannot be pulled: the probe's pull failure shows on the Migrator.
+  await env.migrator("missing", { selector: { matchLabels: { app: "missing" } }, command: ["migrate"] });
+  await env.kube.createObject(
+    deployment(env.namespace, "missing", [appContainer(env, "registry.example/never-pushed:latest")], {
+      initContainers: [env.waiter("missing")],
+    }),
+  );
+  const probeFailed = await env.waitReason("missing", "ProbeFailed", 60_000);
+  t.match(probeFailed.status?.conditions?.find((c) => c.type === "Ready")?.message, /cannot pull/);
+  t.ok((await env.events("ProbeFailed")).length >= 1, "an Event");
+  t.ok(env.controller.synced(), "the controller is still running");
+  await waitFor(async () => (await env.getMigrator("bad"))?.status?.observedGeneration === 1, {
+    what: "observedGeneration",
+    timeoutMs: 10_000,
+  });
+});
