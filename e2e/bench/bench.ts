@@ -9,13 +9,17 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { startBenchCluster } from "./control-plane.ts";
+import type { BenchCluster } from "./control-plane.ts";
+import { latencyBench } from "./latency.ts";
 import { rssMethod } from "./measure.ts";
+import { scaleBench } from "./scale.ts";
 import { PLUGIN_BUNDLE, renderBench, renderGrowth } from "./render.ts";
 import { formatTable } from "./table.ts";
 import type { Table } from "./table.ts";
 import { WAITER_BUNDLE, waiterBench, waiterGrowth } from "./waiter.ts";
 
-export const SECTIONS = ["render", "waiter"] as const;
+export const SECTIONS = ["render", "waiter", "latency", "scale"] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface BenchOptions {
@@ -77,6 +81,31 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       const waiter = await waiterBench({ runs: options.runs ?? (options.quick ? 3 : 10), log: options.log });
       tables.push(...waiter.tables);
       growth.rows.push(...waiterGrowth());
+    }
+    if (options.sections.includes("latency") || options.sections.includes("scale")) {
+      const bench: BenchCluster = await startBenchCluster(workDir, options.log);
+      try {
+        if (options.sections.includes("latency")) {
+          const latency = await latencyBench(bench, { migrations: options.quick ? 5 : 50, log: options.log });
+          tables.push(...latency.tables);
+        }
+        if (options.sections.includes("scale")) {
+          const scale = await scaleBench(bench, {
+            sizes: options.quick
+              ? [{ migrators: 10, pods: 200 }]
+              : [
+                  { migrators: 40, pods: 1000 },
+                  { migrators: 200, pods: 5000 },
+                ],
+            idleSeconds: options.quick ? 5 : 30,
+            log: options.log,
+          });
+          tables.push(...scale.tables);
+          growth.rows.push(...scale.growth);
+        }
+      } finally {
+        await bench.stop();
+      }
     }
   } finally {
     rmSync(workDir, { recursive: true, force: true });

@@ -75,6 +75,8 @@ export async function renderBench(options: RenderOptions): Promise<RenderResult>
       KUBE_VERSION: "1.33.0",
       KUBE_API_VERSIONS: "v1,apps/v1,batch/v1,migrations.coderanger.net/v1beta1",
       ARGOCD_APP_PARAMETERS: "[]",
+      // kubectl kustomize needs minutes for 10,000 objects on a loaded machine; the default bound is 120 s.
+      DIGEST_MIGRATIONS_RENDER_TIMEOUT_SECONDS: "1800",
     });
     const commands: Record<Command, () => Promise<RunResult>> = {
       pluginPlain: () =>
