@@ -1,0 +1,147 @@
+// The pipeline driver against the real control plane, before any reconciler runs: the plugin's
+// bundle renders the shop as Argo CD would call it, the objects are server-side applied in wave
+// order, and the pods it creates stay gated (no reconciler answers), so no app container starts.
+import http from "node:http";
+import t from "tap";
+import type { KubeObject, Pod, PodTemplateSpec } from "@digest-migrations/shared";
+import { API_VERSION, KIND, WAITER_CONTAINER_PREFIX } from "@digest-migrations/shared";
+import { testEnv } from "../harness/env.ts";
+import { waiterImage } from "../harness/images.ts";
+import { waitFor } from "../harness/wait.ts";
+import { DEPLOYMENT, MANIFESTS_DIR, MIGRATOR, databaseSecret, pushBuild } from "../apps/shop/builds.ts";
+import { FIELD_MANAGER, byWave } from "./apply.ts";
+import { installReconciler } from "./install.ts";
+import { restart, RESTARTED_AT } from "./restart.ts";
+import { ServiceProxy } from "./service.ts";
+import { pluginEnvironment, sync } from "./sync.ts";
+import { WAITER_IMAGE } from "./stack.ts";
+
+interface DeploymentView extends KubeObject {
+  metadata: KubeObject["metadata"] & { generation?: number; managedFields?: { manager: string; operation: string }[] };
+  spec: { template: PodTemplateSpec };
+}
+
+const obj = (kind: string, name: string, wave?: string): KubeObject => ({
+  apiVersion: "v1",
+  kind,
+  metadata: { name, ...(wave === undefined ? {} : { annotations: { "argocd.argoproj.io/sync-wave": wave } }) },
+});
+
+t.test("waves: ascending, default 0, order kept inside a wave; a bad wave names the object", async (t) => {
+  const waves = byWave([obj("A", "a"), obj("B", "b", "-1"), obj("C", "c", "2"), obj("D", "d"), obj("E", "e", "-1")]);
+  t.same(
+    waves.map((w) => [w.wave, w.objects.map((o) => o.metadata.name)]),
+    [
+      [-1, ["b", "e"]],
+      [0, ["a", "d"]],
+      [2, ["c"]],
+    ],
+  );
+  t.throws(() => byWave([obj("ConfigMap", "x", "soon")]), /ConfigMap x: argocd.argoproj.io\/sync-wave "soon"/);
+});
+
+t.test("the CMP environment carries Argo CD's variables and the plugin parameters both ways", async (t) => {
+  const env = pluginEnvironment("/repo/shop", {
+    kubeconfig: "k",
+    namespace: "apps",
+    waiterImage: "w:1",
+    reconcilerUrl: "http://r:1",
+    parameters: { "allow-unmatched-migrators": "true" },
+    pluginEnv: { FOO: "bar" },
+  });
+  t.equal(env.ARGOCD_APP_NAME, "shop");
+  t.equal(env.ARGOCD_APP_NAMESPACE, "apps");
+  t.equal(env.PARAM_WAITER_IMAGE, "w:1");
+  t.equal(env.PARAM_RECONCILER_URL, "http://r:1");
+  t.equal(env.PARAM_ALLOW_UNMATCHED_MIGRATORS, "true");
+  t.equal(env.ARGOCD_ENV_FOO, "bar");
+  t.match(JSON.parse(env.ARGOCD_APP_PARAMETERS ?? "[]"), [{ name: "waiter-image", string: "w:1" }]);
+  t.match(env.KUBE_API_VERSIONS, /migrations\.coderanger\.net\/v1beta1/);
+});
+
+t.test("the Service proxy forwards to a live endpoint, refuses while paused, and resumes", async (t) => {
+  const server = http.createServer((_q, res) => res.end("pong"));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  t.teardown(
+    () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  );
+  const port = (server.address() as { port: number }).port;
+  const proxy = await ServiceProxy.start([1, port]); // port 1: a dead endpoint first
+  t.teardown(() => proxy.close());
+  const get = async (): Promise<string> => (await fetch(proxy.url, { headers: { connection: "close" } })).text();
+  t.equal(await get(), "pong", "a dead endpoint is skipped");
+  proxy.pause();
+  await t.rejects(get(), "paused: connection reset");
+  proxy.resume();
+  t.equal(await get(), "pong");
+  t.ok(proxy.refused >= 1);
+});
+
+t.test(
+  "sync: generate as Argo CD calls it, server-side apply in waves; without a reconciler pods stay gated",
+  async (t) => {
+    const env = await testEnv(t);
+    await installReconciler(env.cluster);
+    const ns = env.namespace;
+    env.registry.push(WAITER_IMAGE.replace(/:e2e$/, ""), "e2e", waiterImage());
+    await env.kube.createObject(databaseSecret(ns, env.database?.url ?? "") as unknown as KubeObject);
+    const digest = pushBuild(env.registry, "v1");
+    const proxy = await ServiceProxy.start([]); // a Service with no endpoints: the reconciler is down
+    t.teardown(() => proxy.close());
+
+    const first = await sync(MANIFESTS_DIR, {
+      kubeconfig: env.cluster.adminKubeconfig,
+      namespace: ns,
+      appName: "shop",
+      waiterImage: WAITER_IMAGE,
+      reconcilerUrl: proxy.url,
+    });
+    t.comment(`generate ${first.generateMs} ms, apply ${first.applyMs} ms`);
+    t.same(
+      first.applied.map((a) => `${a.wave} ${a.object.kind}/${a.object.metadata.name}`),
+      ["-1 Migrator/myapp-migrations", "0 ConfigMap/myapp-config", "0 Deployment/myapp"],
+      "the Migrator goes a wave before the workload it gates",
+    );
+    const deployment = await env.kube.getObject<DeploymentView>("apps/v1", "Deployment", ns, DEPLOYMENT);
+    const init = deployment?.spec.template.spec?.initContainers ?? [];
+    t.equal(init[0]?.name, `${WAITER_CONTAINER_PREFIX}${MIGRATOR}`);
+    t.equal(init[0]?.image, WAITER_IMAGE);
+    t.match(init[0]?.args, ["--api", proxy.url, "--migrator", MIGRATOR, "--container", "app"]);
+    t.match(deployment?.metadata.managedFields, [{ manager: FIELD_MANAGER, operation: "Apply" }]);
+    t.ok(await env.kube.getObject(API_VERSION, KIND, ns, MIGRATOR), "Migrator applied");
+
+    // The pods are created, bound and gated in their waiter: the app container never starts.
+    const pods = await waitFor(
+      async () => {
+        const list = await env.kube.get<{ items: Pod[] }>(`/api/v1/namespaces/${ns}/pods`);
+        const waiting = list.items.filter((p) => (p.status?.initContainerStatuses ?? []).some((c) => c.state?.running));
+        return waiting.length === 2 ? list.items : undefined;
+      },
+      { what: "2 pods running their waiter", timeoutMs: 60_000 },
+    );
+    t.equal(pods.length, 2);
+    await waitFor(() => proxy.refused >= 2, { what: "the waiters to try the Service", timeoutMs: 30_000 });
+    t.same(env.node.startsMatching({ container: "app" }), [], "no app container started");
+    t.equal(env.registry.resolve("registry.example/app:latest"), digest);
+
+    // Same git, same output: a second sync changes nothing; a restart rolls a new template.
+    const generation = deployment?.metadata.generation;
+    await sync(MANIFESTS_DIR, {
+      kubeconfig: env.cluster.adminKubeconfig,
+      namespace: ns,
+      appName: "shop",
+      waiterImage: WAITER_IMAGE,
+      reconcilerUrl: proxy.url,
+    });
+    const again = await env.kube.getObject<DeploymentView>("apps/v1", "Deployment", ns, DEPLOYMENT);
+    t.equal(again?.metadata.generation, generation, "re-sync is a no-op");
+    const stamp = await restart(env.kube, { namespace: ns, name: DEPLOYMENT });
+    const restarted = await env.kube.getObject<DeploymentView>("apps/v1", "Deployment", ns, DEPLOYMENT);
+    t.equal(restarted?.spec.template.metadata?.annotations?.[RESTARTED_AT], stamp);
+    t.equal(restarted?.metadata.generation, (generation ?? 0) + 1);
+  },
+);
