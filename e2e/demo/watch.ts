@@ -1,0 +1,126 @@
+// What the demo shows while it waits: the cluster's story as it unfolds, one line per change —
+// pods gated and released, probe pods, migration Jobs created and finished, the Migrator
+// recording a digest. It polls the API (a few requests every 300 ms) and prints differences.
+import type { KubeObject, Migrator, Pod } from "@digest-migrations/shared";
+import { API_VERSION, KIND, LABELS } from "@digest-migrations/shared";
+import type { KubeClient, ObjectList } from "../node/kube.ts";
+import { shortDigest } from "./narrator.ts";
+
+interface JobView extends KubeObject {
+  status?: { succeeded?: number; failed?: number; active?: number };
+}
+
+function podState(pod: Pod): string {
+  if (pod.metadata.deletionTimestamp) return "terminating";
+  const init = pod.status?.initContainerStatuses ?? [];
+  const app = pod.status?.containerStatuses ?? [];
+  if (pod.status?.phase === "Succeeded") return "completed";
+  if (pod.status?.phase === "Failed") return "failed";
+  if (init.some((c) => c.state?.running)) return "gated (waiter init container running)";
+  if (app.length > 0 && app.every((c) => c.state?.running)) {
+    const digest = app[0]?.imageID?.split("@")[1];
+    return `running ${shortDigest(digest)}`;
+  }
+  const waiting = [...init, ...app].find(
+    (c) => c.state?.waiting?.reason && c.state.waiting.reason !== "PodInitializing",
+  );
+  if (waiting) return `waiting: ${waiting.state?.waiting?.reason}`;
+  return pod.spec.nodeName ? "starting" : "pending";
+}
+
+function role(pod: Pod): string {
+  const r = pod.metadata.labels?.[LABELS.role];
+  if (r === "probe") return "probe pod";
+  if (r === "migration") return "migration pod";
+  return "pod";
+}
+
+export class ClusterWatch {
+  readonly #client: KubeClient;
+  readonly #namespace: string;
+  readonly #say: (line: string) => void;
+  readonly #pods = new Map<string, string>();
+  readonly #jobs = new Map<string, string>();
+  /** Every migration Job seen: name → digest annotation. */
+  readonly jobsSeen = new Map<string, string>();
+  #migrated = "";
+  #timer: NodeJS.Timeout | undefined;
+  #busy = false;
+
+  constructor(client: KubeClient, namespace: string, say: (line: string) => void) {
+    this.#client = client;
+    this.#namespace = namespace;
+    this.#say = say;
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => void this.poll(), 300);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  /** One round of observation (also called directly to flush before a step ends). */
+  async poll(): Promise<void> {
+    if (this.#busy) return;
+    this.#busy = true;
+    try {
+      await this.#pollPods();
+      await this.#pollJobs();
+      await this.#pollMigrator();
+    } catch {
+      // The next round tries again; the demo's own waits report real failures.
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  async #pollPods(): Promise<void> {
+    const pods = await this.#client.get<ObjectList<Pod>>(`/api/v1/namespaces/${this.#namespace}/pods`);
+    const seen = new Set<string>();
+    for (const pod of pods.items) {
+      const name = pod.metadata.name ?? "";
+      seen.add(name);
+      const state = podState(pod);
+      if (this.#pods.get(name) !== state) {
+        this.#pods.set(name, state);
+        this.#say(`${role(pod)} ${name}: ${state}`);
+      }
+    }
+    for (const name of [...this.#pods.keys()]) {
+      if (!seen.has(name)) {
+        this.#pods.delete(name);
+        this.#say(`pod ${name}: gone`);
+      }
+    }
+  }
+
+  async #pollJobs(): Promise<void> {
+    const jobs = await this.#client.get<ObjectList<JobView>>(`/apis/batch/v1/namespaces/${this.#namespace}/jobs`);
+    for (const job of jobs.items) {
+      const name = job.metadata.name ?? "";
+      const s = job.status ?? {};
+      const state = s.succeeded ? "succeeded" : s.failed ? "failed" : "running";
+      if (this.#jobs.get(name) !== state) {
+        const digest = job.metadata.annotations?.["migrations.coderanger.net/digest"];
+        this.#say(
+          this.#jobs.has(name)
+            ? `migration Job ${name}: ${state}`
+            : `migration Job ${name} created for ${shortDigest(digest)} (${state})`,
+        );
+        this.#jobs.set(name, state);
+        this.jobsSeen.set(name, digest ?? "");
+      }
+    }
+  }
+
+  async #pollMigrator(): Promise<void> {
+    const m = await this.#client.getObject<Migrator>(API_VERSION, KIND, this.#namespace, "myapp-migrations");
+    const last = m?.status?.lastSuccessfulMigration ?? "";
+    if (last && last !== this.#migrated) {
+      this.#migrated = last;
+      this.#say(`Migrator myapp-migrations: lastSuccessfulMigration = ${shortDigest(last)}`);
+    }
+  }
+}
