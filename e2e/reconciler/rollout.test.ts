@@ -139,17 +139,33 @@ t.test("a moving tag during a migration, old and new pods together, and a rollba
   t.equal(await started(env), 2, "exactly one Job for D2");
   writeFileSync(hold, "");
   await env.waitReady("db", d2, 90_000);
-  await waitRunning(env, d2); // released pods run D2: they were pinned before the tag moved
-  t.same(
-    (await env.applied()).map((r) => r.version),
-    ["v1", "v2"],
+  // The pod released first was pinned to D2 before the tag moved, so it runs D2. The rollout's
+  // next pod is created after the move: its node resolves D3, which is migrated after D2 and
+  // before that pod starts — every pod runs a migrated digest, never an unmigrated one.
+  const mixed = await waitFor(
+    async () => {
+      const pods = (await env.pods(SELECTOR)).filter((p) => p.metadata.deletionTimestamp === undefined);
+      const images = runningImages(pods);
+      const ok = pods.length === 2 && images.length === 2 && images.every((id) => id.endsWith(d2) || id.endsWith(d3));
+      return ok ? images : undefined;
+    },
+    { what: "the D2 rollout to finish", timeoutMs: 90_000, describe: () => describeMigrator(env, "db") },
+  );
+  t.ok(
+    mixed.some((id) => id.endsWith(d2)),
+    "the pod released during the move runs D2, as pinned",
   );
 
-  // D3 is handled after: a restart creates pods that resolve the tag's new digest.
+  // D3 is handled after D2: restarted pods resolve the tag's new digest; one Job for D3 in all.
   await restart(env, "2");
   await env.waitReady("db", d3, 90_000);
   await waitRunning(env, d3);
-  t.equal(await started(env), 3);
+  t.equal(await started(env), 3, "one Job per digest");
+  t.same(
+    (await env.applied()).map((r) => r.version),
+    ["v1", "v2", "v3"],
+    "D3 migrated after D2",
+  );
 
   // Rollback: `latest` points at D1 again; D1 is in the history, so no Job and immediate release.
   env.registry.tag(APP_IMAGE, "latest", d1);
