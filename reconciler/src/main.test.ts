@@ -147,7 +147,7 @@ t.test("wires servers, controller and shutdown (no leader election)", async (t) 
   };
   // Servers answer while the caches sync.
   let healthz = 0;
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + 30_000;
   while (healthz !== 200 && Date.now() < deadline) {
     healthz = await status(settings.metricsPort, "/healthz").catch(() => 0);
     if (healthz !== 200) await new Promise((resolve) => setTimeout(resolve, 20));

@@ -15,6 +15,8 @@ const WAITER = fileURLToPath(new URL("./waiter.ts", import.meta.url));
 const DIGEST = `sha256:${"b".repeat(64)}`;
 const UID = "0b4f4f8e-6a55-4a56-9d1c-0d6a7c1f2a3b";
 const silent = createLogger({ level: "silent" });
+/** A Node process may take seconds to start on a loaded machine. */
+const STARTUP_MS = 30_000;
 const POD_ENV = { POD_NAME: "web-1", POD_NAMESPACE: "shop", POD_UID: UID };
 
 interface Run {
@@ -70,11 +72,11 @@ t.test("exits 0 once released, logging one line per state change rather than per
   oracle.set("web-1", { ready: false, reason: "Probing", message: "probe pod pulling on node-1" });
   const run = runWaiter(["--api", url, "--migrator", "web", "--container", "app"]);
   t.teardown(() => run.child.kill("SIGKILL"));
-  await waitFor("the first waiting line", () => run.lines.length >= 2);
+  await waitFor("the first waiting line", () => run.lines.length >= 2, STARTUP_MS);
   oracle.set("web-1", { ready: false, reason: "Running", message: "job web-abc running", digest: DIGEST });
   // The server's long-polls end every second: let several polls see the same state.
   const queries = oracle.queries.length;
-  await waitFor("three more polls", () => oracle.queries.length >= queries + 3, 10_000);
+  await waitFor("three more polls", () => oracle.queries.length >= queries + 3, STARTUP_MS);
   oracle.set("web-1", { ready: true, reason: "Migrated", message: "migrated by job web-abc", digest: DIGEST });
   const { code } = await run.exit;
   t.equal(code, 0);
@@ -101,7 +103,7 @@ t.test("retries through connection refused until the server appears", async (t) 
     "0.2",
   ]);
   t.teardown(() => run.child.kill("SIGKILL"));
-  await waitFor("the unreachable line", () => messages(run).some((m) => m.includes("ECONNREFUSED")));
+  await waitFor("the unreachable line", () => messages(run).some((m) => m.includes("ECONNREFUSED")), STARTUP_MS);
   // Several more attempts fail while the server is down (backoff is capped at 0.2 s).
   await new Promise((resolve) => setTimeout(resolve, 600));
   const { oracle } = await startApi(t, port);
@@ -154,12 +156,12 @@ t.test("exits promptly on SIGTERM while a long-poll is held", async (t) => {
   const { api, url } = await startApi(t, 0, 60);
   const run = runWaiter(["--api", url, "--migrator", "web", "--container", "app"]);
   t.teardown(() => run.child.kill("SIGKILL"));
-  await waitFor("a held long-poll", () => api.held === 1);
+  await waitFor("a held long-poll", () => api.held === 1, STARTUP_MS);
   const started = Date.now();
   run.child.kill("SIGTERM");
   const { code } = await run.exit;
   t.equal(code, 143);
-  t.ok(Date.now() - started < 2000, "exited within 2 s");
+  t.ok(Date.now() - started < 5000, `exited promptly (${Date.now() - started} ms)`);
   t.equal(messages(run).at(-1), "terminated before release");
 });
 
