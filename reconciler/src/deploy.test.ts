@@ -64,6 +64,7 @@ t.test("no role grants anything on Secrets or ConfigMaps, and nothing is a wildc
 const EXPECTED_CLUSTER: Record<string, string[]> = {
   "migrations.coderanger.net/migrators": ["get", "list", "watch"],
   "migrations.coderanger.net/migrators/status": ["patch", "update"],
+  "migrations.coderanger.net/migrators/finalizers": ["update"],
   "/pods": ["create", "delete", "get", "list", "patch", "watch"],
   "batch/jobs": ["create", "delete", "get", "list", "watch"],
   "apps/replicasets": ["list", "watch"],
