@@ -3,12 +3,13 @@
 // (UPDATE_GOLDEN=1 rewrites them), rendered twice for determinism and re-rendered for idempotency; every
 // error path must exit non-zero with one line on stderr and nothing on stdout.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import t from "tap";
 import { tools } from "./tools.ts";
+import { tempDir } from "./temp.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
@@ -99,7 +100,7 @@ for (const app of apps) {
     t.equal(second.stdout, first.stdout, "byte-identical on a second run");
 
     // Idempotency: the plugin's own output, as a plain directory, renders to itself.
-    const again = mkdtempSync(path.join(tmpdir(), "dm-idem-"));
+    const again = tempDir("dm-idem-");
     writeFileSync(path.join(again, "rendered.yaml"), first.stdout);
     const third = runCli(source, ["generate"], again, { ...env, ARGOCD_APP_SOURCE_PATH: "" });
     t.equal(third.code, 0, third.stderr);
@@ -116,7 +117,7 @@ t.test("the built bundle gives the same output as the source", async (t) => {
   const r = runCli(bundle, ["generate"], path.join(fixtures, app.sourcePath), argoEnv(app));
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stdout, readFileSync(path.join(golden, "seed.json"), "utf8"));
-  const bad = runCli(bundle, ["generate"], mkdtempSync(path.join(tmpdir(), "dm-")), {
+  const bad = runCli(bundle, ["generate"], tempDir("dm-"), {
     ...argoEnv(app),
     ARGOCD_APP_PARAMETERS: "[",
   });
@@ -149,7 +150,7 @@ t.test("render and explain for people", async (t) => {
 // ---- error paths -------------------------------------------------------------------------------
 
 function tree(files: Record<string, string | Uint8Array>): string {
-  const dir = mkdtempSync(path.join(tmpdir(), "dm-hostile-"));
+  const dir = tempDir("dm-hostile-");
   for (const [rel, content] of Object.entries(files)) {
     mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
     writeFileSync(path.join(dir, rel), content);
