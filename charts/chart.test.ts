@@ -130,7 +130,7 @@ t.test("values reach the Deployment", async (t) => {
   t.equal(container?.image, "registry.example/dm/reconciler:1.2.3");
   t.same(container?.resources, values.resources);
   t.ok(container?.args.includes("--log-level=debug"));
-  t.ok(container?.args.includes("--namespaces=shop,billing"));
+  t.ok(container?.args.includes("--namespace=shop,billing"));
   t.ok(container?.args.includes("--workers=8"));
   t.same(pod["nodeSelector"], values.nodeSelector);
   t.same(pod["tolerations"], values.tolerations);
@@ -142,7 +142,7 @@ t.test("values reach the Deployment", async (t) => {
   t.equal(pinned?.image, `ghcr.io/digest-migrations/reconciler@sha256:${"a".repeat(64)}`, "image.digest pins");
   const defaults = podSpec(render()).containers[0];
   t.notOk(
-    defaults?.args.some((a) => a.startsWith("--namespaces")),
+    defaults?.args.some((a) => a.startsWith("--namespace=")),
     "all namespaces by default",
   );
   t.notOk(render({ podDisruptionBudget: { enabled: false } }).some((o) => o.kind === "PodDisruptionBudget"));
