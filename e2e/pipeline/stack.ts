@@ -8,10 +8,8 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { Test } from "tap";
 import type { KubeObject, Migrator, Pod } from "@digest-migrations/shared";
 import { API_VERSION, KIND } from "@digest-migrations/shared";
-import { testEnv } from "../harness/env.ts";
 import type { TestEnv, TestEnvOptions } from "../harness/env.ts";
 import { waiterImage } from "../harness/images.ts";
 import { waitFor } from "../harness/wait.ts";
@@ -318,13 +316,5 @@ export async function setupShop(env: TestEnv, opts: ShopOptions = {}): Promise<S
     await shop.stop();
     throw err;
   }
-  return shop;
-}
-
-/** A fresh shop for test `t`: namespace, database, node, the reconciler installed and running. */
-export async function startShop(t: Test, opts: ShopOptions = {}): Promise<Shop> {
-  const env = await testEnv(t, opts);
-  const shop = await setupShop(env, opts);
-  t.teardown(() => shop.stop());
   return shop;
 }

@@ -12,7 +12,7 @@ import { MIGRATOR } from "../apps/shop/builds.ts";
 import type { BuildName } from "../apps/shop/builds.ts";
 import { historyProblems, runsByDigest } from "../apps/shop/database.ts";
 import { delay, waitFor } from "../harness/wait.ts";
-import { startShop } from "../pipeline/stack.ts";
+import { startShop } from "../pipeline/start-shop.ts";
 import type { Shop } from "../pipeline/stack.ts";
 import { shortDigest } from "../demo/narrator.ts";
 import { table, timings } from "./report.ts";

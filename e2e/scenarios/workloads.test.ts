@@ -14,7 +14,8 @@ import { testEnv } from "../harness/env.ts";
 import { waitFor } from "../harness/wait.ts";
 import { KubeClient } from "../node/kube.ts";
 import { serverSideApply, waitEstablished } from "../pipeline/apply.ts";
-import { setupShop, startShop } from "../pipeline/stack.ts";
+import { setupShop } from "../pipeline/stack.ts";
+import { startShop } from "../pipeline/start-shop.ts";
 import { timings } from "./report.ts";
 
 /** A copy of the shop's manifests with some files replaced or added (a branch of the repository). */
