@@ -20,6 +20,7 @@ import type { KubeConfig, V1Lease } from "@kubernetes/client-node";
 import type { Logger } from "./log.ts";
 import { log as defaultLog } from "./log.ts";
 import { isLeader } from "./metrics.ts";
+import { pause } from "./pause.ts";
 
 export interface LeaderElectionOptions {
   kube: KubeConfig;
@@ -256,17 +257,4 @@ async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | unde
   } finally {
     clearTimeout(timer);
   }
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

@@ -16,6 +16,7 @@ import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from "node
 import { WAITER_API_PATH, WAITER_COMMAND } from "@digest-migrations/shared";
 import type { WaitAnswer, WaitQuery } from "./release.ts";
 import { waitQueryErrors } from "./wait-params.ts";
+import { pause } from "./pause.ts";
 
 export const EXIT_RELEASED = 0;
 export const EXIT_USAGE = 2;
@@ -181,20 +182,6 @@ export async function runWaiter(settings: WaiterSettings, signal: AbortSignal, w
   }
   emit("info", "terminated before release");
   return EXIT_TERMINATED;
-}
-
-/** Waits `ms`, or less if `signal` aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 interface HttpModule {
