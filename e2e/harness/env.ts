@@ -71,7 +71,10 @@ export function sharedCluster(): Promise<ClusterHandle> {
       tapRoot.teardown(() => handle.stop());
       return handle;
     }
+    const startedAt = Date.now();
     const cluster = await startCluster({ log });
+    // Printed on every run: with cached binaries the control plane should start in well under 30 s.
+    tapRoot.comment(`control plane started in ${((Date.now() - startedAt) / 1000).toFixed(1)}s`);
     tapRoot.teardown(() => cluster.stop());
     return {
       server: cluster.server,
