@@ -1,3 +1,5 @@
+import { isDeepStrictEqual } from "node:util";
+import fc from "fast-check";
 import t from "tap";
 import {
   ManifestSyntaxError,
@@ -7,20 +9,23 @@ import {
   serializeYamlStream,
 } from "./yaml-io.ts";
 
-t.test("reads YAML as Kubernetes does (1.1 booleans and octals, merge keys), with document lines", async (t) => {
+t.test("reads YAML as Kubernetes does (go-yaml v2 booleans and octals, merge keys), with document lines", async (t) => {
   const docs = parseYamlStream("a: yes\nb: 0777\nc: &x {k: 1}\nd:\n  <<: *x\n  z: 2\n---\n\n# c\nkind: X\n---\n");
   t.same(docs, [
     { value: { a: true, b: 511, c: { k: 1 }, d: { k: 1, z: 2 } }, line: 1 },
     { value: { kind: "X" }, line: 10 },
-    { value: null, line: 11 },
+    // An empty document has no line of its own: it takes the line of the content before it.
+    { value: null, line: 10 },
   ]);
   t.same(parseYamlStream(""), []);
 });
 
 const errors: [string, string, number, RegExp][] = [
-  ["unterminated flow", "a: 1\nb: [\n", 3, /Flow sequence/],
-  ["duplicate key", "a: 1\na: 2\n", 2, /unique/],
-  ["bad indentation", "---\nfoo: bar\n  baz: 1\n", 2, /mapping/i],
+  ["unterminated flow", "a: 1\nb: [\n", 3, /indentation/],
+  ["duplicate key", "a: 1\na: 2\n", 2, /duplicated mapping key/],
+  ["unknown tag", "a: 1\nb: !Ref x\n", 2, /unknown scalar tag/],
+  ["infinity (JSON has none)", "---\na: 1\nb: .inf\n", 2, /\.inf cannot be represented in JSON/],
+  ["bad indentation", "---\nfoo: bar\n  baz: 1\n", 3, /mapping/i],
   ["error in the second document", "a: 1\n---\nb: 2\nc: [}\n", 4, /./],
 ];
 for (const [name, text, line, message] of errors) {
@@ -43,6 +48,7 @@ t.test("an alias bomb is refused quickly", async (t) => {
   const start = performance.now();
   const error = t.throws(() => parseYamlStream(levels.join("\n") + "\n")) as Error;
   t.match(error.message, /resource exhaustion/);
+  t.ok(error instanceof ManifestSyntaxError && error.exhaustion);
   t.ok(performance.now() - start < 2000, "bounded time");
 });
 
@@ -52,9 +58,20 @@ t.test("JSON syntax errors name the line", async (t) => {
   t.equal(error.line, 3);
 });
 
-t.test("the output stream is JSON documents that read back unchanged, also as YAML 1.1", async (t) => {
+t.test("anchors used a few times are fine", async (t) => {
+  const [doc] = parseYamlStream("env: &e [{name: A, value: x}]\nfirst: *e\nsecond: *e\n");
+  const env = [{ name: "A", value: "x" }];
+  t.same(doc?.value, { env, first: env, second: env });
+});
+
+t.test("the output stream is JSON documents that read back unchanged, also as YAML", async (t) => {
   const objects = [
-    { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "a" }, data: { x: "yes", y: "0777", z: "null" } },
+    {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "a" },
+      data: { x: "yes", y: "0777", z: "null", t: "12:30", d: "2024-01-02", o: "on", e: "1e3", n: "" },
+    },
     { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "b" } },
   ];
   const out = serializeStream(objects);
@@ -68,4 +85,27 @@ t.test("the output stream is JSON documents that read back unchanged, also as YA
     objects,
   );
   t.equal(serializeStream([]), "");
+});
+
+t.test("any JSON value survives both output forms", async (t) => {
+  // Through JSON once, so the values are what JSON.parse makes (plain prototypes, no -0).
+  const streams = fc
+    .array(fc.dictionary(fc.string(), fc.jsonValue({ maxDepth: 4 })), { maxLength: 3 })
+    .map((v) => JSON.parse(JSON.stringify(v)) as unknown[]);
+  fc.assert(
+    fc.property(
+      streams,
+      (objects) =>
+        isDeepStrictEqual(
+          parseYamlStream(serializeStream(objects)).map((d) => d.value),
+          objects,
+        ) &&
+        isDeepStrictEqual(
+          parseYamlStream(serializeYamlStream(objects)).map((d) => d.value),
+          objects,
+        ),
+    ),
+    { numRuns: 300 },
+  );
+  t.pass("300 random streams read back unchanged");
 });

@@ -1,11 +1,22 @@
 // Parsing and serialising manifests, in one module so the parser can be swapped for a faster one.
 //
-// Input is read with YAML 1.1 semantics (`yes`/`on` are booleans, `<<` merge keys work), because that is
-// how Argo CD and the Kubernetes API machinery (sigs.k8s.io/yaml over go-yaml) read the same files: the
-// plugin must see the objects Argo CD would see. Output is a stream of JSON documents separated by `---`:
-// Argo CD splits generate's stdout as a YAML stream, JSON is valid YAML, and JSON cannot be misread under
-// either YAML version (a string "yes" stays a string), so the objects survive the round trip exactly.
-import { LineCounter, parseAllDocuments, stringify } from "yaml";
+// Input is read the way Argo CD and the Kubernetes API machinery read the same files (sigs.k8s.io/yaml over
+// go-yaml v2; see yaml-schema.ts): `yes`/`on` are booleans, `0777` is octal, `<<` merge keys work, but `12:30`
+// and `2024-01-02` stay strings. The plugin must see the objects Argo CD would see. Output is a stream of
+// JSON documents separated by `---`: Argo CD splits generate's stdout as a YAML stream, JSON is valid YAML,
+// and JSON cannot be misread under any YAML schema (a string "yes" stays a string), so the objects survive
+// the round trip exactly.
+import {
+  DUMP_SCHEMA,
+  EVENT_ALIAS,
+  EVENT_DOCUMENT,
+  YAMLException,
+  constructFromEvents,
+  dump,
+  parseEvents,
+} from "js-yaml";
+import type { Event } from "js-yaml";
+import { KUBERNETES_SCHEMA, nonJsonNumber } from "./yaml-schema.ts";
 
 /** A parsed document and where it came from. */
 export interface SourceDocument {
@@ -18,54 +29,145 @@ export interface SourceDocument {
 /** A document that could not be read, with the 1-based line of the problem. */
 export class ManifestSyntaxError extends Error {
   readonly line: number;
-  constructor(line: number, message: string) {
+  /** True when the document was refused by a resource limit rather than for its syntax. */
+  readonly exhaustion: boolean;
+  constructor(line: number, message: string, exhaustion = false) {
     super(message);
     this.name = "ManifestSyntaxError";
     this.line = line;
+    this.exhaustion = exhaustion;
   }
 }
 
 export interface ParseLimits {
   /**
-   * Most alias (`*name`) expansions per document. An alias bomb (nested anchors that each repeat the
-   * previous one) grows exponentially; the yaml package refuses documents whose expansion would exceed
-   * this count, which bounds time and memory.
+   * Most values one document may expand to through aliases (`*name`). An alias bomb (nested anchors
+   * that each repeat the previous one several times) is small on disk but grows exponentially once
+   * written out; such a document is refused before anything is serialised.
    */
-  maxAliasCount: number;
+  maxExpandedValues: number;
+  /** Deepest nesting of mappings and sequences (CRD schemas nest deep; a hostile file nests deeper). */
+  maxDepth: number;
 }
 
-export const DEFAULT_PARSE_LIMITS: ParseLimits = { maxAliasCount: 100 };
+export const DEFAULT_PARSE_LIMITS: ParseLimits = { maxExpandedValues: 1_000_000, maxDepth: 1000 };
 
 /** Parses a YAML stream (multi-document) into plain values, with each document's starting line. */
 export function parseYamlStream(text: string, limits: ParseLimits = DEFAULT_PARSE_LIMITS): SourceDocument[] {
-  const lineCounter = new LineCounter();
-  const docs = parseAllDocuments(text, {
-    version: "1.1",
-    merge: true,
-    lineCounter,
-    prettyErrors: true,
-    uniqueKeys: true,
-    strict: true,
+  const lines = lineStarts(text);
+  let events: Event[];
+  let values: unknown[];
+  try {
+    events = parseEvents(text, { maxDepth: limits.maxDepth });
+    values = constructFromEvents(events, { source: text, schema: KUBERNETES_SCHEMA, maxTotalMergeKeys: -1 });
+  } catch (error) {
+    if (!(error instanceof YAMLException)) throw error;
+    const line = error.mark === undefined ? 1 : error.mark.line + 1;
+    throw new ManifestSyntaxError(line, oneLine(error.reason));
+  }
+  const documents = documentStarts(events);
+  return values.map((value, index) => {
+    const { offset, aliases } = documents[index] ?? { offset: -1, aliases: false };
+    const line = offset < 0 ? 1 : lineAt(lines, offset);
+    if (aliases && expandedSize(value, limits.maxExpandedValues) > limits.maxExpandedValues) {
+      throw new ManifestSyntaxError(
+        line,
+        `aliases expand this document to more than ${limits.maxExpandedValues} values (refused: resource exhaustion)`,
+        true,
+      );
+    }
+    const bad = findNonJsonNumber(value);
+    if (bad !== undefined) {
+      throw new ManifestSyntaxError(line, `${bad} cannot be represented in JSON (as Kubernetes reads YAML)`);
+    }
+    return { value, line };
   });
-  const out: SourceDocument[] = [];
-  // An empty stream comes back as an EmptyStream, which is an array with no documents.
-  for (const doc of docs) {
-    const first = doc.errors[0];
-    if (first !== undefined) {
-      const line = first.linePos?.[0].line ?? lineCounter.linePos(first.pos[0]).line;
-      throw new ManifestSyntaxError(line, oneLine(first.message).replace(/ at line \d+, column \d+:?$/, ""));
+}
+
+/** Per document: the offset of its first content (or of the previous content for an empty one) and whether it holds aliases. */
+function documentStarts(events: readonly Event[]): { offset: number; aliases: boolean }[] {
+  const out: { offset: number; aliases: boolean }[] = [];
+  let lastOffset = -1;
+  let current: { offset: number; aliases: boolean } | undefined;
+  for (const event of events) {
+    if (event.type === EVENT_DOCUMENT) {
+      current = { offset: -1, aliases: false };
+      out.push(current);
+      continue;
     }
-    const start = doc.contents?.range[0] ?? doc.range[0];
-    const line = lineCounter.linePos(start).line;
-    let value: unknown;
-    try {
-      value = doc.toJS({ maxAliasCount: limits.maxAliasCount });
-    } catch (error) {
-      throw new ManifestSyntaxError(line, oneLine(error instanceof Error ? error.message : String(error)));
+    if (current === undefined) continue;
+    if (event.type === EVENT_ALIAS) current.aliases = true;
+    const offset = eventOffset(event);
+    if (offset >= 0) {
+      if (current.offset < 0) current.offset = offset;
+      lastOffset = offset;
+    } else if (current.offset < 0 && lastOffset >= 0 && event.type !== EVENT_ALIAS) {
+      current.offset = lastOffset;
     }
-    out.push({ value, line });
   }
   return out;
+}
+
+/** Where an event's text starts (its anchor or tag if it has one); -1 when it has no text. */
+function eventOffset(event: Event): number {
+  const candidates: number[] = [];
+  if ("anchorStart" in event) candidates.push(event.anchorStart);
+  if ("tagStart" in event) candidates.push(event.tagStart);
+  if ("start" in event) candidates.push(event.start);
+  if ("valueStart" in event) candidates.push(event.valueStart);
+  const present = candidates.filter((c) => c >= 0);
+  return present.length === 0 ? -1 : Math.min(...present);
+}
+
+/** How many values a document has once every alias is written out, counting up to just past `limit`. */
+function expandedSize(root: unknown, limit: number): number {
+  const sizes = new Map<object, number>();
+  const size = (value: unknown): number => {
+    if (value === null || typeof value !== "object") return 1;
+    const known = sizes.get(value);
+    if (known !== undefined) return known;
+    let total = 1;
+    for (const child of Array.isArray(value) ? value : Object.values(value)) {
+      total += size(child);
+      if (total > limit) break;
+    }
+    sizes.set(value, total);
+    return total;
+  };
+  return size(root);
+}
+
+/** The first number JSON cannot hold (Infinity, NaN) in a document, as written in YAML. */
+function findNonJsonNumber(root: unknown): string | undefined {
+  const seen = new Set<object>();
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const value = stack.pop();
+    if (nonJsonNumber(value)) return Number.isNaN(value) ? ".nan" : value > 0 ? ".inf" : "-.inf";
+    if (value === null || typeof value !== "object" || seen.has(value)) continue;
+    seen.add(value);
+    const children: unknown[] = Array.isArray(value) ? value : Object.values(value);
+    for (const child of children) stack.push(child);
+  }
+  return undefined;
+}
+
+/** Offsets at which each line starts, for turning offsets into 1-based lines. */
+function lineStarts(text: string): number[] {
+  const starts = [0];
+  for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", i + 1)) starts.push(i + 1);
+  return starts;
+}
+
+function lineAt(starts: readonly number[], offset: number): number {
+  let low = 0;
+  let high = starts.length - 1;
+  while (low < high) {
+    const mid = (low + high + 1) >> 1;
+    if ((starts[mid] ?? 0) <= offset) low = mid;
+    else high = mid - 1;
+  }
+  return low + 1;
 }
 
 /** Parses one JSON document; a syntax error names the line it is on. */
@@ -78,15 +180,9 @@ export function parseJsonDocument(text: string): SourceDocument {
     const positionMatch = /position (\d+)/.exec(message);
     let line = 1;
     if (lineMatch?.[1] !== undefined) line = Number(lineMatch[1]);
-    else if (positionMatch?.[1] !== undefined) line = lineOf(text, Number(positionMatch[1]));
+    else if (positionMatch?.[1] !== undefined) line = lineAt(lineStarts(text), Number(positionMatch[1]));
     throw new ManifestSyntaxError(line, oneLine(message));
   }
-}
-
-function lineOf(text: string, offset: number): number {
-  let line = 1;
-  for (let i = 0; i < offset && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
-  return line;
 }
 
 /** Collapses a (possibly multi-line, pretty-printed) parser message to its first line. */
@@ -101,9 +197,10 @@ export function serializeStream(objects: readonly unknown[]): string {
 }
 
 /**
- * The same stream as YAML, for people reading `render --output yaml`. Written with YAML 1.1 rules so a
- * string such as "yes" is quoted and reads back as a string under either YAML version.
+ * The same stream as YAML, for people reading `render --output yaml`. Strings that any YAML 1.1 or 1.2 reader
+ * could take for something else ("yes", "12:30", "2024-01-02", "0777") are quoted, so the text reads back
+ * as the same values whatever reads it.
  */
 export function serializeYamlStream(objects: readonly unknown[]): string {
-  return objects.map((o) => stringify(o, { version: "1.1", lineWidth: 0, aliasDuplicateObjects: false })).join("---\n");
+  return objects.map((o) => dump(o, { schema: DUMP_SCHEMA, lineWidth: -1, noRefs: true })).join("---\n");
 }

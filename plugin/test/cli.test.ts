@@ -190,7 +190,11 @@ const errorCases: ErrorCase[] = [
     files: { "a.yaml": deployment("a") + "  bad: [\n" },
     stderr: /a\.yaml:18: /,
   },
-  { name: "alias bomb", files: { "bomb.yaml": aliasBomb() }, stderr: /bomb\.yaml:1: Excessive alias count/ },
+  {
+    name: "alias bomb",
+    files: { "bomb.yaml": aliasBomb() },
+    stderr: /bomb\.yaml:1: aliases expand this document to more than \d+ values/,
+  },
   {
     name: "huge file",
     files: { "big.yaml": deployment("big") + `# ${"x".repeat(200_000)}\n` },

@@ -85,7 +85,7 @@ export function readManifestFile(rel: string, bytes: Uint8Array): FileResult {
   } catch (error) {
     if (!(error instanceof ManifestSyntaxError)) throw error;
     // An alias bomb is refused whatever else the file holds.
-    if (looksLikeManifest(text) || /resource exhaustion/.test(error.message)) {
+    if (looksLikeManifest(text) || error.exhaustion) {
       throw new PluginError(`${where(rel, error.line)}: ${error.message}`);
     }
     return { ok: false, reason: `not a manifest (${error.message})` };
