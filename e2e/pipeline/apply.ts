@@ -63,11 +63,15 @@ export async function applyObjects(
   return applied;
 }
 
-/** One server-side apply; the JSON body is valid YAML. */
+/**
+ * One server-side apply; the JSON body is valid YAML. With `dryRun`, the API server runs every admission
+ * and validation step (`dryRun=All`) and persists nothing.
+ */
 export async function serverSideApply(
   client: KubeClient,
   obj: KubeObject,
   destinationNamespace?: string,
+  options: { dryRun?: boolean } = {},
 ): Promise<KubeObject> {
   const name = obj.metadata.name;
   if (!name) throw new Error(`${describe(obj)}: server-side apply needs metadata.name`);
@@ -83,7 +87,7 @@ export async function serverSideApply(
     return await client.request<KubeObject>("PATCH", path, {
       body,
       contentType: APPLY_PATCH,
-      query: { fieldManager: FIELD_MANAGER, force: true },
+      query: { fieldManager: FIELD_MANAGER, force: true, ...(options.dryRun === true ? { dryRun: "All" } : {}) },
     });
   } catch (err) {
     throw new Error(`applying ${describe(body)}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });

@@ -10,6 +10,7 @@ import type { KubeObject, PodTemplateSpec } from "@digest-migrations/shared";
 import { WAITER_CONTAINER_PREFIX, migrationJobName } from "@digest-migrations/shared";
 import { MANIFESTS_DIR, MIGRATOR } from "../apps/shop/builds.ts";
 import { historyProblems } from "../apps/shop/database.ts";
+import { ROLLOUT_CRD } from "../harness/crds.ts";
 import { testEnv } from "../harness/env.ts";
 import { waitFor } from "../harness/wait.ts";
 import { KubeClient } from "../node/kube.ts";
@@ -47,26 +48,6 @@ const POD_SPEC = `
                 name: myapp-config`;
 
 /** A minimal Rollout CRD: enough for the API to store Rollouts (no schema, as Argo's is huge). */
-const ROLLOUT_CRD: KubeObject = {
-  apiVersion: "apiextensions.k8s.io/v1",
-  kind: "CustomResourceDefinition",
-  metadata: { name: "rollouts.argoproj.io" },
-  spec: {
-    group: "argoproj.io",
-    scope: "Namespaced",
-    names: { kind: "Rollout", plural: "rollouts", singular: "rollout", listKind: "RolloutList" },
-    versions: [
-      {
-        name: "v1alpha1",
-        served: true,
-        storage: true,
-        subresources: { status: {} },
-        schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
-      },
-    ],
-  },
-};
-
 interface RolloutView extends KubeObject {
   spec: { replicas?: number; selector: { matchLabels: Record<string, string> }; template: PodTemplateSpec };
 }
