@@ -66,9 +66,14 @@ export function parseYamlStream(text: string, limits: ParseLimits = DEFAULT_PARS
     throw new ManifestSyntaxError(line, oneLine(error.reason));
   }
   const documents = documentStarts(events);
+  // Only `.inf`/`.nan` (any case, any sign) resolve to numbers JSON cannot hold.
+  const mayHoldNonJson = /\.(inf|nan)/i.test(text);
+  let previousLine = 1;
   return values.map((value, index) => {
     const { offset, aliases } = documents[index] ?? { offset: -1, aliases: false };
-    const line = offset < 0 ? 1 : lineAt(lines, offset);
+    // An empty document has no text of its own: it takes the line of the document before it.
+    const line = offset < 0 ? previousLine : lineAt(lines, offset);
+    previousLine = line;
     if (aliases && expandedSize(value, limits.maxExpandedValues) > limits.maxExpandedValues) {
       throw new ManifestSyntaxError(
         line,
@@ -76,7 +81,7 @@ export function parseYamlStream(text: string, limits: ParseLimits = DEFAULT_PARS
         true,
       );
     }
-    const bad = findNonJsonNumber(value);
+    const bad = mayHoldNonJson ? findNonJsonNumber(value) : undefined;
     if (bad !== undefined) {
       throw new ManifestSyntaxError(line, `${bad} cannot be represented in JSON (as Kubernetes reads YAML)`);
     }
@@ -84,25 +89,25 @@ export function parseYamlStream(text: string, limits: ParseLimits = DEFAULT_PARS
   });
 }
 
-/** Per document: the offset of its first content (or of the previous content for an empty one) and whether it holds aliases. */
+/**
+ * Per document: the offset of its first content (-1 for an empty document) and whether it holds aliases.
+ * Only the first event of a document is asked for its offset; the rest are only checked for aliases.
+ */
 function documentStarts(events: readonly Event[]): { offset: number; aliases: boolean }[] {
   const out: { offset: number; aliases: boolean }[] = [];
-  let lastOffset = -1;
   let current: { offset: number; aliases: boolean } | undefined;
+  let first = false;
   for (const event of events) {
     if (event.type === EVENT_DOCUMENT) {
       current = { offset: -1, aliases: false };
       out.push(current);
-      continue;
-    }
-    if (current === undefined) continue;
-    if (event.type === EVENT_ALIAS) current.aliases = true;
-    const offset = eventOffset(event);
-    if (offset >= 0) {
-      if (current.offset < 0) current.offset = offset;
-      lastOffset = offset;
-    } else if (current.offset < 0 && lastOffset >= 0 && event.type !== EVENT_ALIAS) {
-      current.offset = lastOffset;
+      first = true;
+    } else if (current !== undefined) {
+      if (first) {
+        current.offset = eventOffset(event);
+        first = false;
+      }
+      if (event.type === EVENT_ALIAS) current.aliases = true;
     }
   }
   return out;
@@ -110,13 +115,15 @@ function documentStarts(events: readonly Event[]): { offset: number; aliases: bo
 
 /** Where an event's text starts (its anchor or tag if it has one); -1 when it has no text. */
 function eventOffset(event: Event): number {
-  const candidates: number[] = [];
-  if ("anchorStart" in event) candidates.push(event.anchorStart);
-  if ("tagStart" in event) candidates.push(event.tagStart);
-  if ("start" in event) candidates.push(event.start);
-  if ("valueStart" in event) candidates.push(event.valueStart);
-  const present = candidates.filter((c) => c >= 0);
-  return present.length === 0 ? -1 : Math.min(...present);
+  let offset = -1;
+  const consider = (candidate: number): void => {
+    if (candidate >= 0 && (offset < 0 || candidate < offset)) offset = candidate;
+  };
+  if ("anchorStart" in event) consider(event.anchorStart);
+  if ("tagStart" in event) consider(event.tagStart);
+  if ("start" in event) consider(event.start);
+  if ("valueStart" in event) consider(event.valueStart);
+  return offset;
 }
 
 /** How many values a document has once every alias is written out, counting up to just past `limit`. */

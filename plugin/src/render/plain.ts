@@ -9,7 +9,7 @@
 //   an error when it looks like a manifest (it contains `apiVersion`, `kind` and `metadata`), and is
 //   skipped otherwise (e.g. a values file or a binary blob with a .yaml name) — Argo CD's rule, so an
 //   Application renders the same objects with and without the plugin.
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import picomatch from "picomatch";
 import { PluginError, where } from "../errors.ts";
 import { manifestsFrom, objectProblem } from "../manifests.ts";
@@ -44,7 +44,7 @@ export async function renderPlain(settings: PlainSettings): Promise<PlainResult>
   });
   const manifests: Manifest[] = [];
   for (const file of files) {
-    const bytes = await readFile(file.real);
+    const bytes = readFileSync(file.real);
     const result = readManifestFile(file.rel, bytes);
     if (result.ok) manifests.push(...result.manifests);
     else skipped.push({ rel: file.rel, reason: result.reason });

@@ -6,7 +6,9 @@
 //   symlink is skipped;
 // - sizes are checked from stat() before a byte is read: one file over maxFileSize, or all files read over
 //   maxTotalSize, fails the run.
-import { lstat, readdir, realpath, stat } from "node:fs/promises";
+// Synchronous file system calls: the plugin is a one-shot process with nothing else to do meanwhile, and a
+// blocking call per file is markedly faster than a round trip through libuv's thread pool per call.
+import { lstatSync as lstat, readdirSync as readdir, realpathSync as realpath, statSync as stat } from "node:fs";
 import path from "node:path";
 import { PluginError } from "../errors.ts";
 
@@ -40,13 +42,13 @@ function inside(child: string, parent: string): boolean {
 
 /** Lists candidate files under `dir` in a stable (sorted by relative path) order. */
 export async function walk(dir: string, options: WalkOptions): Promise<WalkResult> {
-  const boundary = await realpath(options.boundary);
+  const boundary = realpath(options.boundary);
   const files: FoundFile[] = [];
   const skipped: WalkResult["skipped"] = [];
   let total = 0;
 
   async function visit(absDir: string, relDir: string): Promise<void> {
-    const entries = await readdir(absDir, { withFileTypes: true });
+    const entries = readdir(absDir, { withFileTypes: true });
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const entry of entries) {
       const abs = path.join(absDir, entry.name);
@@ -57,10 +59,10 @@ export async function walk(dir: string, options: WalkOptions): Promise<WalkResul
       }
       if (!options.accept(rel)) continue;
       let real = abs;
-      let info = await lstat(abs);
+      let info = lstat(abs);
       if (info.isSymbolicLink()) {
         try {
-          real = await realpath(abs);
+          real = realpath(abs);
         } catch (error) {
           if ((error as NodeJS.ErrnoException).code === "ENOENT" || (error as NodeJS.ErrnoException).code === "ELOOP") {
             skipped.push({ rel, reason: "dangling symlink" });
@@ -71,7 +73,7 @@ export async function walk(dir: string, options: WalkOptions): Promise<WalkResul
         if (!inside(real, boundary)) {
           throw new PluginError(`${rel}: symlink points outside the repository (${real})`);
         }
-        info = await stat(real);
+        info = stat(real);
       }
       if (!info.isFile()) {
         skipped.push({
@@ -105,10 +107,10 @@ export async function walk(dir: string, options: WalkOptions): Promise<WalkResul
  * tree must be checked first. Stops descending at maxEntries to bound time on hostile trees.
  */
 export async function assertNoEscapingSymlinks(dir: string, boundaryDir: string, maxEntries = 100_000): Promise<void> {
-  const boundary = await realpath(boundaryDir);
+  const boundary = realpath(boundaryDir);
   let seen = 0;
   async function visit(absDir: string, relDir: string): Promise<void> {
-    const entries = await readdir(absDir, { withFileTypes: true });
+    const entries = readdir(absDir, { withFileTypes: true });
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const entry of entries) {
       if (++seen > maxEntries) throw new PluginError(`${dir}: more than ${maxEntries} files in the source`);
@@ -117,7 +119,7 @@ export async function assertNoEscapingSymlinks(dir: string, boundaryDir: string,
       if (entry.isSymbolicLink()) {
         let real: string;
         try {
-          real = await realpath(abs);
+          real = realpath(abs);
         } catch {
           continue; // dangling: neither helm nor kustomize can read through it
         }
