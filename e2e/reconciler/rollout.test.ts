@@ -4,7 +4,7 @@ import t from "tap";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { migrationsStarted } from "../../reconciler/src/metrics.ts";
+import { migrationsStarted, probeDuration } from "../../reconciler/src/metrics.ts";
 import { ANNOTATIONS, pinnedDigest } from "@digest-migrations/shared";
 import type { KubeObject, Pod } from "@digest-migrations/shared";
 import { deployment } from "../harness/objects.ts";
@@ -55,6 +55,18 @@ t.test("first rollout, then a new push of the same tag", async (t) => {
   t.equal(spec1.containers[0]?.image, `${APP_IMAGE}:latest@${d1}`, "the Job runs the pinned digest");
   t.equal(job1.metadata.annotations?.[ANNOTATIONS.digest], d1, "the Job is annotated with the digest");
   await waitRunning(env, d1);
+  // The probe that resolved D1 is removed once its pods are pinned, and its lifetime recorded.
+  const resolvedProbes = await waitFor(
+    async () => {
+      const metric = await probeDuration.get();
+      const count = metric.values.find(
+        (v) => v.metricName === "digest_migrations_probe_duration_seconds_count" && v.labels.result === "resolved",
+      );
+      return count !== undefined && count.value >= 1 ? count.value : undefined;
+    },
+    { what: "a resolved probe in digest_migrations_probe_duration_seconds", timeoutMs: 30_000 },
+  );
+  t.ok(resolvedProbes >= 1, "probe duration observed with result=resolved");
   t.same(
     (await env.applied()).map((r) => r.version),
     ["v1"],

@@ -332,10 +332,15 @@ export class Controller implements ReleaseOracle {
     for (;;) {
       const key = await this.#queue.get();
       if (key === undefined) return;
+      // Only the leader reconciles; a follower drops the key (the leader has its own queue), so its
+      // reconcile-duration histogram stays empty instead of filling with near-zero samples.
+      if (!this.#writing) {
+        this.#queue.done(key);
+        continue;
+      }
       const started = performance.now();
       let result = "success";
       try {
-        if (!this.#writing) continue;
         const slash = key.indexOf("/");
         const outcome = await reconcileMigrator(this.#context(), key.slice(0, slash), key.slice(slash + 1));
         this.#queue.forget(key);

@@ -39,10 +39,13 @@ export const reconcileDuration = new Histogram({
   registers: [registry],
 });
 
-/** Time for a digest probe (pulling the image on a node to learn its digest). */
+/**
+ * Lifetime of a digest probe pod, creation to removal (pulling the image on a node to learn its digest).
+ * `result`: resolved, no_digest, pull_failed, abandoned (no pod needed it any more before it answered).
+ */
 export const probeDuration = new Histogram({
   name: `${PREFIX}probe_duration_seconds`,
-  help: "Duration of one digest probe.",
+  help: "Lifetime of a digest probe pod, by what it found.",
   labelNames: ["result"] as const,
   buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300],
   registers: [registry],

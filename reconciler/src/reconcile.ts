@@ -53,7 +53,7 @@ import { RETRY_HANDLED_ANNOTATION, isJobOf, jobView } from "./jobs.ts";
 import { STRATEGIC_MERGE_PATCH, collectionPath, isAlreadyExists, isConflict, objectPath } from "./kube.ts";
 import type { Kube } from "./kube.ts";
 import type { Logger } from "./log.ts";
-import { migrationsFailed, migrationsStarted, migrationsSucceeded } from "./metrics.ts";
+import { migrationsFailed, migrationsStarted, migrationsSucceeded, probeDuration } from "./metrics.ts";
 import { PROBE_CONTAINER, PROBE_ROLE, buildProbePod, probeKeyOf, probeName } from "./probe.ts";
 import type { ProbeKey } from "./probe.ts";
 import { nextStatus, readyReason, statusChanged } from "./status.ts";
@@ -255,12 +255,13 @@ export async function reconcileMigrator(
     const probeNameValue = probe.metadata.name ?? "";
     if (!isProbeOf(probe, migrator) || probe.metadata.deletionTimestamp !== undefined) continue;
     if (probesInUse.has(probeNameValue)) continue;
-    await ctx.kube
+    const removed = await ctx.kube
       .remove(objectPath("v1", "pods", namespace, probeNameValue), {
         uid: probe.metadata.uid ?? "",
         gracePeriodSeconds: 0,
       })
-      .catch(ignoreConflict);
+      .then(() => true, ignoreConflict);
+    if (removed) observeProbe(probe, now);
     if (probesWanted.has(probeNameValue)) requeueAfterMs = Math.min(requeueAfterMs, 1000);
   }
   for (const [probeNameValue, key] of probesWanted) {
@@ -379,6 +380,25 @@ function isProbeOf(pod: Pod, migrator: Migrator): boolean {
 }
 
 /** A uid precondition failed: the object was replaced meanwhile, which is what we wanted gone. */
+/** Probe outcomes as the `result` label of digest_migrations_probe_duration_seconds. */
+const PROBE_RESULTS = {
+  digest: "resolved",
+  noDigest: "no_digest",
+  failed: "pull_failed",
+  pending: "abandoned",
+} as const;
+
+/**
+ * Records a probe being removed: from its creation to its removal (the time it held a place on the node,
+ * image pull included; one-second resolution, as creationTimestamp has), by what it had found by then.
+ */
+function observeProbe(probe: Pod, now: Date): void {
+  const created = Date.parse(probe.metadata.creationTimestamp ?? "");
+  if (Number.isNaN(created)) return;
+  const result = PROBE_RESULTS[probeOutcome(probe, PROBE_CONTAINER).kind];
+  probeDuration.observe({ result }, Math.max(0, (now.getTime() - created) / 1000));
+}
+
 function ignoreConflict(error: unknown): boolean {
   if (isConflict(error)) return false;
   throw error;
