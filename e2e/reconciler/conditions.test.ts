@@ -1,5 +1,6 @@
 // Problems the reconciler cannot fix show as a clear condition on the Migrator, never a crash:
-// a malformed selector, an imageID without a repository digest, an image that cannot be pulled.
+// a malformed selector, an imageID without a repository digest, an image that cannot be pulled — and
+// the last one clears by itself once the image exists (the kubelet retries the probe's pull).
 import t from "tap";
 import { deployment, pod } from "../harness/objects.ts";
 import { waitFor } from "../harness/wait.ts";
@@ -59,6 +60,17 @@ t.test("malformed selector, digest-less imageID, unpullable image", async (t) =>
   t.match(probeFailed.status?.conditions?.find((c) => c.type === "Ready")?.message, /cannot pull/);
   t.ok((await env.events("ProbeFailed")).length >= 1, "an Event");
   t.ok(env.controller.synced(), "the controller is still running");
+
+  // CI pushes the image after all. The same probe pod recovers (the kubelet retries a failed pull with
+  // back-off, ImagePullBackOff), so the migration runs and the pods are released without a restart.
+  const pushed = env.registry.push("registry.example/never-pushed", "latest", appImage("v1"));
+  const recovered = await env.waitReady("missing", pushed, 90_000);
+  t.equal(recovered.status?.lastSuccessfulMigration, pushed, "migrated once the image exists");
+  t.equal(
+    (await env.jobs()).filter((j) => j.metadata.name?.startsWith("missing-")).length,
+    1,
+    "one Job for the digest",
+  );
   await waitFor(async () => (await env.getMigrator("bad"))?.status?.observedGeneration === 1, {
     what: "observedGeneration",
     timeoutMs: 10_000,

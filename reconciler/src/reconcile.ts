@@ -222,6 +222,9 @@ export async function reconcileMigrator(
         } else {
           probesInUse.add(probeNameValue);
           const age = (now.getTime() - Date.parse(probe.metadata.creationTimestamp ?? now.toISOString())) / 1000;
+          // A probe is never recreated: the kubelet retries a failed pull with back-off
+          // (ImagePullBackOff), so once the registry or the tag is there the same probe answers and
+          // ProbeFailed clears by itself; a new pod would only restart that back-off from zero.
           if (outcome.kind === "failed") probeFailure = outcome.message;
           else if (age > ctx.probeTimeoutSeconds) {
             probeFailure = `${outcome.message} for ${Math.round(age)} s (more than ${ctx.probeTimeoutSeconds} s)`;
