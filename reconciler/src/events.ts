@@ -5,12 +5,19 @@ import type { KubeObject, Migrator } from "@digest-migrations/shared";
 
 export const EVENT_COMPONENT = "digest-migrations";
 
+/**
+ * Event reason (not a condition): a migration Job was created with spec.image from another repository by
+ * tag, so what it runs may change under that tag (see migrationImage in shared/src/job.ts).
+ */
+export const UNPINNED_IMAGE_REASON = "MigrationImageNotPinned";
+
 const WARNING_REASONS: ReadonlySet<string> = new Set([
   REASONS.Failed,
   REASONS.ProbeFailed,
   REASONS.NoDigest,
   REASONS.InvalidSpec,
   REASONS.TemplateNotFound,
+  UNPINNED_IMAGE_REASON,
 ]);
 
 export function buildEvent(

@@ -21,6 +21,7 @@ import {
   REASONS,
   SelectorError,
   buildMigrationJob,
+  migrationImage,
   compileSelector,
   decideMigration,
   gatedContainer,
@@ -48,7 +49,7 @@ import type {
   Pod,
   Resolution,
 } from "@digest-migrations/shared";
-import { buildEvent } from "./events.ts";
+import { UNPINNED_IMAGE_REASON, buildEvent } from "./events.ts";
 import { RETRY_HANDLED_ANNOTATION, isJobOf, jobView } from "./jobs.ts";
 import { STRATEGIC_MERGE_PATCH, collectionPath, isAlreadyExists, isConflict, objectPath } from "./kube.ts";
 import type { Kube } from "./kube.ts";
@@ -465,6 +466,15 @@ async function createJob(
       throw error;
     }
     migrationsStarted.inc({ namespace, migrator: migrator.metadata.name ?? "" });
+    const image = migrationImage(migrator.spec.image, info.container.image ?? "", digest);
+    if (image.pinning === "unpinned") {
+      await recordEvent(
+        ctx,
+        migrator,
+        UNPINNED_IMAGE_REASON,
+        `Job ${job.metadata.name ?? ""} runs spec.image ${image.image} as written: it is another repository than the application's, so the migration of ${digest} cannot be pinned to that digest and may run other bytes if the tag moves; pin spec.image by digest to avoid this`,
+      );
+    }
     log.info(
       { digest, job: job.metadata.name, template: `${found.owner.kind}/${found.owner.name}` },
       "created migration Job",
@@ -511,15 +521,24 @@ async function writeStatus(
   if (before !== input.reason) {
     if (input.reason === REASONS.Failed) migrationsFailed.inc({ namespace, migrator: name });
     ctx.log.info({ migrator: `${namespace}/${name}`, reason: input.reason, was: before }, input.message);
-    try {
-      await ctx.kube.create(
-        collectionPath("v1", "events", namespace),
-        buildEvent(migrator, input.reason, input.message, ctx.identity, now),
-      );
-    } catch (error) {
-      // An Event is a courtesy: failing to write one must not block the protocol. It is logged.
-      ctx.log.warn({ err: error, migrator: `${namespace}/${name}`, reason: input.reason }, "could not record an Event");
-    }
+    await recordEvent(ctx, migrator, input.reason, input.message);
+  }
+}
+
+/** Records an Event on the Migrator. */
+async function recordEvent(ctx: ReconcileContext, migrator: Migrator, reason: string, message: string): Promise<void> {
+  const namespace = migrator.metadata.namespace ?? "";
+  try {
+    await ctx.kube.create(
+      collectionPath("v1", "events", namespace),
+      buildEvent(migrator, reason, message, ctx.identity, ctx.now()),
+    );
+  } catch (error) {
+    // An Event is a courtesy: failing to write one must not block the protocol. It is logged.
+    ctx.log.warn(
+      { err: error, migrator: `${namespace}/${migrator.metadata.name ?? ""}`, reason },
+      "could not record an Event",
+    );
   }
 }
 

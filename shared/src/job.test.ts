@@ -2,7 +2,14 @@ import t from "tap";
 import fc from "fast-check";
 import type { PodTemplateSpec } from "./k8s.ts";
 import type { Migrator } from "./migrator.ts";
-import { JobBuildError, buildMigrationJob, gatedContainer, migrationJobName, migratorLabelValue } from "./job.ts";
+import {
+  JobBuildError,
+  buildMigrationJob,
+  gatedContainer,
+  migrationImage,
+  migrationJobName,
+  migratorLabelValue,
+} from "./job.ts";
 
 const D = `sha256:${"0123456789abcdef".repeat(4)}`;
 const D2 = `sha256:${"fedcba9876543210".repeat(4)}`;
@@ -221,7 +228,9 @@ t.test("buildMigrationJob variations", async (t) => {
     template: template(),
     digest: D2,
   });
-  t.equal(c0(specImage).image, `tools/migrate:v2@${D2}`, "spec.image replaces the image");
+  t.equal(c0(specImage).image, "tools/migrate:v2", "spec.image in another repository runs as written");
+  t.equal(specImage.metadata.annotations?.["migrations.coderanger.net/image"], "tools/migrate:v2");
+  t.equal(specImage.metadata.annotations?.["migrations.coderanger.net/digest"], D2, "keyed on the app digest");
 
   const given = buildMigrationJob({
     migrator: migrator(),
@@ -292,7 +301,7 @@ t.test("buildMigrationJob errors name the Migrator and the reason", async (t) =>
       name: "no image",
       run: () =>
         buildMigrationJob({ migrator: migrator(), template: { spec: { containers: [{ name: "app" }] } }, digest: D }),
-      message: /container "app" has no image and spec.image is not set/,
+      message: /container "app" has no image/,
     },
     {
       name: "no uid",
@@ -311,4 +320,32 @@ t.test("buildMigrationJob errors name the Migrator and the reason", async (t) =>
   ];
   for (const c of cases) t.throws(c.run, { name: "JobBuildError", message: c.message }, c.name);
   t.ok(new JobBuildError("x") instanceof Error);
+});
+
+t.test("migrationImage: which image migrates a digest", async (t) => {
+  const app = "registry.example/app:latest";
+  const cases: [string, string | undefined, string, string][] = [
+    ["no spec.image: the app image, pinned", undefined, `${app}@${D}`, "digest"],
+    ["empty spec.image: the same", "", `${app}@${D}`, "digest"],
+    [
+      "same repository, other tag: pinned to the app digest",
+      "registry.example/app:migrate",
+      `registry.example/app:migrate@${D}`,
+      "digest",
+    ],
+    [
+      "same repository by another digest: re-pinned",
+      `registry.example/app@${D2}`,
+      `registry.example/app@${D}`,
+      "digest",
+    ],
+    ["same repository, familiar spelling", "docker.io/library/nginx:1", `docker.io/library/nginx:1@${D}`, "digest"],
+    ["another repository pinned by digest: as written", `tools/migrate@${D2}`, `tools/migrate@${D2}`, "spec"],
+    ["another repository by tag: as written, unpinned", "tools/migrate:v2", "tools/migrate:v2", "unpinned"],
+  ];
+  for (const [name, spec, image, pinning] of cases) {
+    const appImage = name.includes("familiar") ? "nginx:1" : app;
+    t.same(migrationImage(spec, appImage, D), { image, pinning }, name);
+  }
+  t.throws(() => migrationImage("Tools/Migrate", app, D), /invalid image reference "Tools\/Migrate"/);
 });

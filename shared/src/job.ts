@@ -8,13 +8,14 @@
 // template gets the label `migrations: <name>` plus spec.labels, and the annotations spec.annotations
 // plus `no-wait: "true"`; the Job carries the Migrator's labels and a controller ownerReference to it.
 // In addition: the image is pinned to the digest being migrated (so a moving tag cannot make the Job
-// run other bytes than it records), the digest is annotated on the Job and its pods, our
+// run other bytes than it records; see migrationImage for spec.image), the digest is annotated on the
+// Job and its pods, our
 // migrator/role/managed-by labels are set, backoffLimit is 0 (a failed migration is retried
 // deliberately, not by the Job controller), and the name is derived from (Migrator, digest) so a
 // retry, a crash or a second replica can only ever create the same Job.
 import { createHash } from "node:crypto";
 import type { Container, KubeObject, Labels, PodSpec, PodTemplateSpec } from "./k8s.ts";
-import { digestProblem, pinImage } from "./image-ref.ts";
+import { digestProblem, parseImageReference, pinImage, repositoryOf } from "./image-ref.ts";
 import {
   ANNOTATIONS,
   API_VERSION,
@@ -110,8 +111,40 @@ export interface MigrationJobInput {
   template: PodTemplateSpec;
   /** The digest to migrate, `sha256:…`. */
   digest: string;
-  /** The image whose digest `digest` is; default spec.image, else the gated container's image. */
+  /** The application image `digest` was resolved from; default the gated container's image in `template`. */
   image?: string;
+}
+
+/** The image a migration Job runs, and why. */
+export interface MigrationImage {
+  image: string;
+  /**
+   * "digest": pinned to the migrated digest (the application's image, or spec.image in the same
+   * repository); "spec": spec.image as written because it names its own digest; "unpinned": spec.image
+   * names another repository by tag, so it runs as written and may change under the same tag.
+   */
+  pinning: "digest" | "spec" | "unpinned";
+}
+
+/**
+ * Which image migrates `digest`. The migration is keyed on the digest of the application image that
+ * lands on the node; upstream's spec.image (a separate migrations image) keeps its meaning:
+ * - unset: the application image, pinned to the digest;
+ * - in the same repository as the application image (another tag, or the same): pinned to the digest,
+ *   since that digest is the application's bytes in that repository;
+ * - pinned by its own digest (`name@sha256:…`): as written;
+ * - another repository by tag: as written — the application's digest does not exist there, so the Job
+ *   cannot be pinned; the caller should warn that the tag may move.
+ * Throws ImageReferenceError for a malformed reference.
+ */
+export function migrationImage(specImage: string | undefined, appImage: string, digest: string): MigrationImage {
+  if (specImage === undefined || specImage === "") return { image: pinImage(appImage, digest), pinning: "digest" };
+  const spec = parseImageReference(specImage);
+  if (repositoryOf(specImage) === repositoryOf(appImage)) {
+    return { image: pinImage(specImage, digest), pinning: "digest" };
+  }
+  if (spec.digest !== undefined) return { image: specImage, pinning: "spec" };
+  return { image: specImage, pinning: "unpinned" };
 }
 
 /** Fields a live pod's spec may carry that a new pod must not: scheduler and admission results. */
@@ -142,13 +175,13 @@ export function buildMigrationJob(input: MigrationJobInput): KubeObject {
   } catch (error) {
     throw new JobBuildError(`${where}: ${(error as Error).message}`);
   }
-  const image = input.image ?? (spec.image !== undefined && spec.image !== "" ? spec.image : container.image);
-  if (image === undefined || image === "") {
-    throw new JobBuildError(`${where}: container "${container.name}" has no image and spec.image is not set`);
+  const appImage = input.image ?? container.image;
+  if (appImage === undefined || appImage === "") {
+    throw new JobBuildError(`${where}: container "${container.name}" has no image`);
   }
   let pinned: string;
   try {
-    pinned = pinImage(image, digest);
+    pinned = migrationImage(spec.image, appImage, digest).image;
   } catch (error) {
     throw new JobBuildError(`${where}: ${(error as Error).message}`);
   }
