@@ -23,6 +23,7 @@ import type { KubeObject } from "@digest-migrations/shared";
 import type { Logger } from "./log.ts";
 import { ApiError } from "./kube.ts";
 import type { Kube, ObjectList } from "./kube.ts";
+import { trimForCache } from "./trim.ts";
 
 export type CacheEventType = "upsert" | "delete";
 export type CacheListener<T> = (type: CacheEventType, object: T, previous: T | undefined) => void;
@@ -111,6 +112,7 @@ export class Reflector<T extends KubeObject> {
   }
 
   #set(object: T): void {
+    trimForCache(object);
     const namespace = object.metadata.namespace ?? "";
     const name = object.metadata.name ?? "";
     let map = this.#byNamespace.get(namespace);

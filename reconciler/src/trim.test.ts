@@ -1,0 +1,45 @@
+import t from "tap";
+import { API_VERSION, KIND } from "@digest-migrations/shared";
+import type { KubeObject } from "@digest-migrations/shared";
+import { LAST_APPLIED_ANNOTATION, trimForCache } from "./trim.ts";
+
+const managedFields = [{ manager: "kube-controller-manager", operation: "Update", fieldsV1: { "f:status": {} } }];
+
+t.test("pods lose managedFields and the last-applied annotation, and nothing else", async (t) => {
+  const pod = {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      name: "web-1",
+      namespace: "apps",
+      labels: { app: "web" },
+      annotations: { [LAST_APPLIED_ANNOTATION]: "{}", "migrations.coderanger.net/no-wait": "true" },
+      ownerReferences: [{ apiVersion: "apps/v1", kind: "ReplicaSet", name: "web-abc", uid: "u" }],
+      managedFields,
+    },
+    spec: { containers: [{ name: "app", image: "app:latest" }] },
+    status: { phase: "Running" },
+  } as KubeObject;
+  const expected = structuredClone(pod);
+  delete (expected.metadata as { managedFields?: unknown }).managedFields;
+  delete expected.metadata.annotations![LAST_APPLIED_ANNOTATION];
+  t.equal(trimForCache(pod), pod, "trimmed in place");
+  t.same(pod, expected);
+});
+
+t.test("Migrators keep their annotations", async (t) => {
+  const migrator = {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    metadata: { name: "db", annotations: { [LAST_APPLIED_ANNOTATION]: "{}" }, managedFields },
+    spec: { selector: {} },
+  } as KubeObject;
+  trimForCache(migrator);
+  t.same(migrator.metadata, { name: "db", annotations: { [LAST_APPLIED_ANNOTATION]: "{}" } });
+});
+
+t.test("objects without either field are unchanged", async (t) => {
+  const job = { apiVersion: "batch/v1", kind: "Job", metadata: { name: "j" }, spec: {} } as KubeObject;
+  const before = structuredClone(job);
+  t.same(trimForCache(job), before);
+});
