@@ -1,0 +1,198 @@
+// The Argo CD health check and retry action on live Migrators: the reconciler (under its shipped RBAC)
+// drives one Migrator into each condition reason it can set, and health.lua runs on the object as the
+// API server returns it, as Argo CD would run it. The test fails if the reconciler knows a reason this
+// test never reached, so a new reason needs a new case here.
+//
+// DM_RECORD=1 also writes each live object, cleaned of what changes from run to run, to
+// deploy/argocd/testdata/recorded/ with a health_test.yaml beside them, so deploy/argocd/health.test.ts
+// checks the same objects without a control plane.
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import t from "tap";
+import { stringify } from "yaml";
+import { API_VERSION, KIND, REASONS } from "@digest-migrations/shared";
+import type { Migrator } from "@digest-migrations/shared";
+import { ARGOCD_DIR, health, runAction } from "../../deploy/argocd/lua.ts";
+import type { HealthStatus } from "../../deploy/argocd/lua.ts";
+import { deployment, pod } from "../harness/objects.ts";
+import { APP_IMAGE, appContainer, appImage, reconcilerEnv } from "../reconciler/setup.ts";
+
+const RECORDED = path.join(ARGOCD_DIR, "testdata", "recorded");
+const record = process.env["DM_RECORD"] === "1";
+
+/** The Argo CD health each reason must map to. */
+const EXPECTED: Record<string, HealthStatus["status"]> = {
+  [REASONS.WaitingForPods]: "Healthy",
+  [REASONS.WaitingForImageID]: "Progressing",
+  [REASONS.Probing]: "Progressing",
+  [REASONS.ProbeFailed]: "Degraded",
+  [REASONS.Running]: "Progressing",
+  [REASONS.Succeeded]: "Healthy",
+  [REASONS.Failed]: "Degraded",
+  [REASONS.NoDigest]: "Degraded",
+  [REASONS.InvalidSpec]: "Degraded",
+  [REASONS.TemplateNotFound]: "Degraded",
+};
+
+interface Recorded {
+  reason: string;
+  file: string;
+  health: HealthStatus;
+}
+
+/** The live object without what differs from run to run (ids, versions, times, the test's namespace). */
+function stable(migrator: Migrator, namespace: string): unknown {
+  const copy = structuredClone(migrator) as Migrator & { metadata: Record<string, unknown> };
+  for (const field of ["uid", "resourceVersion", "managedFields", "creationTimestamp", "selfLink"]) {
+    delete copy.metadata[field];
+  }
+  const text = JSON.stringify(copy)
+    .replaceAll(namespace, "apps")
+    .replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z/g, "2026-01-01T00:00:00Z");
+  return JSON.parse(text) as unknown;
+}
+
+t.test("health.lua on a live Migrator in every state the reconciler can set", async (t) => {
+  const env = await reconcilerEnv(t);
+  const dir = mkdtempSync(path.join(tmpdir(), "dm-health-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const holdFile = path.join(dir, "hold");
+  const failFile = path.join(dir, "fail");
+  writeFileSync(failFile, "");
+  const recorded: Recorded[] = [];
+  const reached = new Set<string>();
+
+  const check = async (name: string, reason: string, timeoutMs = 90_000): Promise<Migrator> => {
+    const live = await env.waitReason(name, reason, timeoutMs);
+    reached.add(reason);
+    const got = health(live);
+    t.equal(got.status, EXPECTED[reason], `${reason}: Argo CD shows ${EXPECTED[reason]}`);
+    if (got.status === "Degraded") t.match(got.message, reason, `${reason}: the message names the reason`);
+    if (record) {
+      mkdirSync(RECORDED, { recursive: true });
+      const object = stable(live, env.namespace);
+      recorded.push({ reason, file: `${reason}.yaml`, health: health(object) });
+      writeFileSync(path.join(RECORDED, `${reason}.yaml`), stringify(object));
+    }
+    return live;
+  };
+
+  // WaitingForPods: nothing selected yet (Healthy, so a Migrator in an earlier sync wave never blocks).
+  await env.migrator("idle", { selector: { matchLabels: { app: "idle" } } });
+  await check("idle", REASONS.WaitingForPods);
+
+  // InvalidSpec: a selector Kubernetes semantics reject.
+  await env.migrator("invalid", { selector: { matchExpressions: [{ key: "app", operator: "In", values: [] }] } });
+  await check("invalid", REASONS.InvalidSpec);
+
+  // Probing: a gated pod on a node whose kubelet never starts the probe's pull.
+  await env.migrator("probing", { selector: { matchLabels: { app: "probing" } } });
+  await env.kube.createObject(
+    pod(
+      env.namespace,
+      "probing-1",
+      { nodeName: "unreachable", containers: [appContainer(env)], initContainers: [env.waiter("probing")] },
+      { app: "probing" },
+    ),
+  );
+  await check("probing", REASONS.Probing);
+
+  // WaitingForImageID: an ungated pod whose kubelet has not reported what it pulled.
+  await env.migrator("unreported", { selector: { matchLabels: { app: "unreported" } } });
+  await env.kube.createObject(
+    pod(
+      env.namespace,
+      "unreported-1",
+      { nodeName: "unreachable", containers: [appContainer(env)] },
+      { app: "unreported" },
+    ),
+  );
+  await check("unreported", REASONS.WaitingForImageID);
+
+  // NoDigest: the node reports an image ID without a repository digest.
+  await env.migrator("local", { selector: { matchLabels: { app: "local" } } });
+  await env.kube.createObject(
+    pod(env.namespace, "local-1", { nodeName: "unreachable", containers: [appContainer(env)] }, { app: "local" }),
+  );
+  await env.kube.request("PATCH", `/api/v1/namespaces/${env.namespace}/pods/local-1/status`, {
+    contentType: "application/merge-patch+json",
+    body: {
+      status: {
+        phase: "Running",
+        containerStatuses: [
+          {
+            name: "app",
+            image: `${APP_IMAGE}:latest`,
+            imageID: `docker://sha256:${"ab".repeat(32)}`,
+            ready: true,
+            restartCount: 0,
+            state: { running: {} },
+          },
+        ],
+      },
+    },
+  });
+  await check("local", REASONS.NoDigest);
+
+  // ProbeFailed: the gated image cannot be pulled.
+  await env.migrator("unpulled", { selector: { matchLabels: { app: "unpulled" } } });
+  await env.kube.createObject(
+    deployment(env.namespace, "unpulled", [appContainer(env, "registry.example/never-pushed:latest")], {
+      initContainers: [env.waiter("unpulled")],
+    }),
+  );
+  await check("unpulled", REASONS.ProbeFailed);
+
+  // TemplateNotFound: no pod running the digest matches spec.templateSelector.
+  env.registry.push(APP_IMAGE, "latest", appImage("v1"));
+  await env.migrator("untemplated", {
+    selector: { matchLabels: { app: "untemplated" } },
+    templateSelector: { matchLabels: { role: "migrations-template" } },
+    command: ["migrate"],
+  });
+  await env.kube.createObject(
+    deployment(env.namespace, "untemplated", [appContainer(env)], { initContainers: [env.waiter("untemplated")] }),
+  );
+  await check("untemplated", REASONS.TemplateNotFound);
+
+  // Running, then Succeeded: a migration held until the test lets it finish.
+  env.registry.push("registry.example/held", "latest", appImage("v1", { HOLD_FILE: holdFile }));
+  await env.migrator("held", { selector: { matchLabels: { app: "held" } }, command: ["migrate"] });
+  await env.kube.createObject(
+    deployment(env.namespace, "held", [appContainer(env, "registry.example/held:latest")], {
+      initContainers: [env.waiter("held")],
+    }),
+  );
+  await check("held", REASONS.Running);
+  writeFileSync(holdFile, "");
+  await check("held", REASONS.Succeeded);
+
+  // Failed, then the retry action as Argo CD runs it: the script's object is written back to the API.
+  env.registry.push("registry.example/failing", "latest", appImage("v1", { FAIL_FILE: failFile }));
+  await env.migrator("failing", { selector: { matchLabels: { app: "failing" } }, command: ["migrate"] });
+  await env.kube.createObject(
+    deployment(env.namespace, "failing", [appContainer(env, "registry.example/failing:latest")], {
+      initContainers: [env.waiter("failing")],
+    }),
+  );
+  const failed = await check("failing", REASONS.Failed);
+  t.match(health(failed).message, failed.status?.currentJob ?? "no current Job", "the message names the Job");
+  rmSync(failFile);
+  const retried = runAction("retry", failed) as Migrator;
+  await env.kube.request("PUT", `/apis/${API_VERSION}/namespaces/${env.namespace}/migrators/failing`, {
+    body: retried,
+  });
+  const after = await env.waitReason("failing", REASONS.Succeeded, 90_000);
+  t.equal(health(after).status, "Healthy", "the retry action reran the migration; Healthy");
+  t.equal(after.kind, KIND);
+
+  for (const reason of Object.values(REASONS)) t.ok(reached.has(reason), `reached ${reason} on a live Migrator`);
+  if (record) {
+    const tests = recorded.map((r) => ({ healthStatus: r.health, inputPath: r.file }));
+    writeFileSync(
+      path.join(RECORDED, "health_test.yaml"),
+      `# Recorded by e2e/argocd/health.test.ts with DM_RECORD=1: live Migrators from the real control plane.\n${stringify({ tests })}`,
+    );
+  }
+});
