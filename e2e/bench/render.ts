@@ -166,7 +166,7 @@ function renderTables(results: SizeResult[], runs: number): Table[] {
       "plugin's own work: plugin generate minus kubectl kustomize for a Kustomize source (the plugin runs it), " +
         "the whole run for a plain directory; the targets apply to it.",
       "floor: a bare `node floor.mjs` — read every file, parse with js-yaml (loadAll) or the yaml package " +
-        "(parseAllDocuments, the plugin's parser), write the JSON stream; Node start-up included, as in every column.",
+        "(parseAllDocuments, for comparison; the plugin uses js-yaml), write the JSON stream; Node start-up included, as in every column.",
     ],
   };
   const rss: Table = {
