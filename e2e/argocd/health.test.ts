@@ -16,7 +16,7 @@ import type { Migrator } from "@digest-migrations/shared";
 import { ARGOCD_DIR, health, runAction } from "../../deploy/argocd/lua.ts";
 import type { HealthStatus } from "../../deploy/argocd/lua.ts";
 import { deployment, pod } from "../harness/objects.ts";
-import { APP_IMAGE, appContainer, appImage, reconcilerEnv } from "../reconciler/setup.ts";
+import { APP_IMAGE, appContainer, appImage, reconcilerEnv, reportRunning } from "../reconciler/setup.ts";
 
 const RECORDED = path.join(ARGOCD_DIR, "testdata", "recorded");
 const record = process.env["DM_RECORD"] === "1";
@@ -115,24 +115,7 @@ t.test("health.lua on a live Migrator in every state the reconciler can set", as
   await env.kube.createObject(
     pod(env.namespace, "local-1", { nodeName: "unreachable", containers: [appContainer(env)] }, { app: "local" }),
   );
-  await env.kube.request("PATCH", `/api/v1/namespaces/${env.namespace}/pods/local-1/status`, {
-    contentType: "application/merge-patch+json",
-    body: {
-      status: {
-        phase: "Running",
-        containerStatuses: [
-          {
-            name: "app",
-            image: `${APP_IMAGE}:latest`,
-            imageID: `docker://sha256:${"ab".repeat(32)}`,
-            ready: true,
-            restartCount: 0,
-            state: { running: {} },
-          },
-        ],
-      },
-    },
-  });
+  await reportRunning(env, "local-1", `docker://sha256:${"ab".repeat(32)}`);
   await check("local", REASONS.NoDigest);
 
   // ProbeFailed: the gated image cannot be pulled.

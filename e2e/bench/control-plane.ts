@@ -129,6 +129,16 @@ export interface RunningReconciler {
   stop(): Promise<void>;
 }
 
+/** NODE_OPTIONS of the shipped Deployment (reconciler/deploy/deployment.yaml), so the runner's memory is what ships. */
+export function shippedNodeOptions(): string {
+  const deployment = docs("reconciler/deploy/deployment.yaml").find((d) => d.kind === "Deployment");
+  const spec = deployment?.["spec"] as
+    { template: { spec: { containers: { env?: { name: string; value?: string }[] }[] } } } | undefined;
+  const value = spec?.template.spec.containers[0]?.env?.find((e) => e.name === "NODE_OPTIONS")?.value;
+  if (value === undefined) throw new Error("reconciler/deploy/deployment.yaml: no NODE_OPTIONS on the reconciler");
+  return value;
+}
+
 /** Starts the reconciler runner for `namespaces` and resolves once its caches are synced. */
 export async function startReconciler(
   bench: BenchCluster,
@@ -136,7 +146,12 @@ export async function startReconciler(
   timeoutMs = 300_000,
 ): Promise<RunningReconciler> {
   const child = spawn(process.execPath, [bench.runner], {
-    env: { PATH: process.env["PATH"], KUBECONFIG: bench.reconcilerKubeconfig, BENCH_NAMESPACES: namespaces.join(",") },
+    env: {
+      NODE_OPTIONS: shippedNodeOptions(),
+      PATH: process.env["PATH"],
+      KUBECONFIG: bench.reconcilerKubeconfig,
+      BENCH_NAMESPACES: namespaces.join(","),
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stderr = "";

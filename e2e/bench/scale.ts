@@ -14,7 +14,15 @@ import type { Migrator, Pod } from "@digest-migrations/shared";
 import { waitFor } from "../harness/wait.ts";
 import { MERGE_PATCH } from "../node/kube.ts";
 import type { ObjectList, WatchEvent } from "../node/kube.ts";
-import { WRITE_VERBS, countByVerb, processStats, readAudit, startReconciler, writesByTarget } from "./control-plane.ts";
+import {
+  WRITE_VERBS,
+  countByVerb,
+  processStats,
+  readAudit,
+  shippedNodeOptions,
+  startReconciler,
+  writesByTarget,
+} from "./control-plane.ts";
 import type { BenchCluster } from "./control-plane.ts";
 import { linearFit } from "./stats.ts";
 import { megabytes, millis, seconds, verdict } from "./table.ts";
@@ -253,6 +261,7 @@ export async function scaleBench(
         "(+5 s), divided by the number of Migrators (one digest each).",
       "the runner is the Controller and the waiter API without leader election: a replica also renews its " +
         "Lease (one update per renew period), not counted here.",
+      `the runner's Node flags are the shipped Deployment's: NODE_OPTIONS="${shippedNodeOptions()}".`,
     ],
   };
   const last = runs[runs.length - 1];

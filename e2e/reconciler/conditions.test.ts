@@ -4,7 +4,7 @@
 import t from "tap";
 import { deployment, pod } from "../harness/objects.ts";
 import { waitFor } from "../harness/wait.ts";
-import { APP_IMAGE, appContainer, appImage, reconcilerEnv } from "./setup.ts";
+import { APP_IMAGE, appContainer, appImage, reconcilerEnv, reportRunning } from "./setup.ts";
 
 t.test("malformed selector, digest-less imageID, unpullable image", async (t) => {
   const env = await reconcilerEnv(t);
@@ -27,24 +27,7 @@ t.test("malformed selector, digest-less imageID, unpullable image", async (t) =>
   );
   await env.kube.createObject(local);
   const configID = `sha256:${"ab".repeat(32)}`;
-  await env.kube.request("PATCH", `/api/v1/namespaces/${env.namespace}/pods/local-1/status`, {
-    contentType: "application/merge-patch+json",
-    body: {
-      status: {
-        phase: "Running",
-        containerStatuses: [
-          {
-            name: "app",
-            image: `${APP_IMAGE}:latest`,
-            imageID: `docker://${configID}`,
-            ready: true,
-            restartCount: 0,
-            state: { running: {} },
-          },
-        ],
-      },
-    },
-  });
+  await reportRunning(env, "local-1", `docker://${configID}`);
   const noDigest = await env.waitReason("local", "NoDigest");
   t.match(noDigest.status?.conditions?.find((c) => c.type === "Ready")?.message, /configuration ID/);
   t.equal((await env.jobs()).length, 0, "no Job for a guessed digest");

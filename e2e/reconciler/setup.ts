@@ -242,3 +242,29 @@ export function runningImages(pods: Pod[]): string[] {
     .filter((p) => p.metadata.deletionTimestamp === undefined && p.status?.phase === "Running")
     .flatMap((p) => (p.status?.containerStatuses ?? []).filter((s) => s.name === "app").map((s) => s.imageID));
 }
+
+/**
+ * Writes the status a kubelet reports for a running pod whose container `app` runs `imageID` (a pod on a
+ * node no emulator runs, so the test plays that node's kubelet). A `docker://sha256:…` ID without a
+ * repository is what a node reports for an image built or loaded there: no repository digest.
+ */
+export async function reportRunning(env: ReconcilerEnv, podName: string, imageID: string): Promise<void> {
+  await env.kube.request("PATCH", `/api/v1/namespaces/${env.namespace}/pods/${podName}/status`, {
+    contentType: "application/merge-patch+json",
+    body: {
+      status: {
+        phase: "Running",
+        containerStatuses: [
+          {
+            name: "app",
+            image: `${APP_IMAGE}:latest`,
+            imageID,
+            ready: true,
+            restartCount: 0,
+            state: { running: {} },
+          },
+        ],
+      },
+    },
+  });
+}

@@ -14,7 +14,7 @@ import { deployment, pod } from "../harness/objects.ts";
 import { waitFor } from "../harness/wait.ts";
 import { tools } from "../../plugin/test/tools.ts";
 import { GenerateError, pluginEnvironment, runGenerate } from "../pipeline/sync.ts";
-import { APP_IMAGE, appContainer, appImage, reconcilerEnv } from "../reconciler/setup.ts";
+import { APP_IMAGE, appContainer, appImage, reconcilerEnv, reportRunning } from "../reconciler/setup.ts";
 import { table } from "./report.ts";
 
 interface Tally {
@@ -239,24 +239,7 @@ t.test("Migrator specs, pod states and waiter API requests against the live reco
   await env.kube.createObject(
     pod(env.namespace, "nodigest-1", { nodeName: "elsewhere", containers: [appContainer(env)] }, { app: "nodigest" }),
   );
-  await env.kube.request("PATCH", `/api/v1/namespaces/${env.namespace}/pods/nodigest-1/status`, {
-    contentType: "application/merge-patch+json",
-    body: {
-      status: {
-        phase: "Running",
-        containerStatuses: [
-          {
-            name: "app",
-            image: `${APP_IMAGE}:latest`,
-            imageID: `docker://sha256:${"cd".repeat(32)}`,
-            ready: true,
-            restartCount: 0,
-            state: { running: {} },
-          },
-        ],
-      },
-    },
-  });
+  await reportRunning(env, "nodigest-1", `docker://sha256:${"cd".repeat(32)}`);
   await condition("nodigest", "NoDigest", /repository digest|configuration ID/, "pod state");
   await env.migrator("unpullable", { selector: { matchLabels: { app: "unpullable" } }, command: ["migrate"] });
   await env.kube.createObject(
