@@ -24,6 +24,12 @@ const errors: [string, string, number, RegExp][] = [
   ["unterminated flow", "a: 1\nb: [\n", 3, /indentation/],
   ["duplicate key", "a: 1\na: 2\n", 2, /duplicated mapping key/],
   ["unknown tag", "a: 1\nb: !Ref x\n", 2, /unknown scalar tag/],
+  [
+    "nesting deeper than the limit",
+    `a: ${"[".repeat(1001)}${"]".repeat(1001)}\n`,
+    1,
+    /nesting exceeded maxDepth \(1000\)/,
+  ],
   ["infinity (JSON has none)", "---\na: 1\nb: .inf\n", 2, /\.inf cannot be represented in JSON/],
   ["bad indentation", "---\nfoo: bar\n  baz: 1\n", 3, /mapping/i],
   ["error in the second document", "a: 1\n---\nb: 2\nc: [}\n", 4, /./],

@@ -383,7 +383,6 @@ function isProbeOf(pod: Pod, migrator: Migrator): boolean {
   );
 }
 
-/** A uid precondition failed: the object was replaced meanwhile, which is what we wanted gone. */
 /** Probe outcomes as the `result` label of digest_migrations_probe_duration_seconds. */
 const PROBE_RESULTS = {
   digest: "resolved",
@@ -403,6 +402,7 @@ function observeProbe(probe: Pod, now: Date): void {
   probeDuration.observe({ result }, Math.max(0, (now.getTime() - created) / 1000));
 }
 
+/** A uid precondition failed: the object was replaced meanwhile, which is what we wanted gone. */
 function ignoreConflict(error: unknown): boolean {
   if (isConflict(error)) return false;
   throw error;
