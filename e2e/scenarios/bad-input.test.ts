@@ -214,25 +214,18 @@ t.test("Migrator specs, pod states and waiter API requests against the live reco
     await condition(name, reason, message, "Migrator spec");
   }
 
-  // A container the pods do not have, and a spec.image that is not an image reference.
-  await env.migrator("nocontainer", {
-    selector: { matchLabels: { app: "nocontainer" } },
-    container: "db",
-    command: ["migrate"],
-  });
-  await env.kube.createObject(
-    deployment(env.namespace, "nocontainer", [appContainer(env)], { initContainers: [env.waiter("nocontainer")] }),
-  );
-  await condition("nocontainer", "InvalidSpec", /container "?db"?/, "Migrator spec");
-  await env.migrator("badimage", {
-    selector: { matchLabels: { app: "badimage" } },
-    image: "Registry.Example/Tools:v1",
-    command: ["migrate"],
-  });
-  await env.kube.createObject(
-    deployment(env.namespace, "badimage", [appContainer(env)], { initContainers: [env.waiter("badimage")] }),
-  );
-  await condition("badimage", "InvalidSpec", /invalid image reference/, "Migrator spec");
+  // With a gated workload: a container the pods do not have, a spec.image that is not an image reference.
+  const gatedSpecs: [string, Partial<MigratorSpec>, RegExp][] = [
+    ["nocontainer", { container: "db" }, /container "?db"?/],
+    ["badimage", { image: "Registry.Example/Tools:v1" }, /invalid image reference/],
+  ];
+  for (const [name, extra, message] of gatedSpecs) {
+    await env.migrator(name, { selector: { matchLabels: { app: name } }, command: ["migrate"], ...extra });
+    await env.kube.createObject(
+      deployment(env.namespace, name, [appContainer(env)], { initContainers: [env.waiter(name)] }),
+    );
+    await condition(name, "InvalidSpec", message, "Migrator spec");
+  }
 
   // Pod states: an image ID without a repository digest, an image that cannot be pulled.
   await env.migrator("nodigest", { selector: { matchLabels: { app: "nodigest" } } });
