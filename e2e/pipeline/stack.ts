@@ -248,6 +248,14 @@ export class Shop {
       .map((e) => ({ reason: e.reason ?? "", message: e.message ?? "", type: e.type ?? "" }));
   }
 
+  /** Waits for an Event on the Migrator that `matches` (Events are written just after the status). */
+  async waitEvent(
+    matches: (e: { reason: string; message: string; type: string }) => boolean,
+    what: string,
+  ): Promise<{ reason: string; message: string; type: string }> {
+    return waitFor(async () => (await this.events()).find(matches), { what, timeoutMs: 10_000 });
+  }
+
   /**
    * What the pods and the database say about gating, as sentences (empty = as promised): every app
    * container the node started ran a digest the Migrator records as migrated, and its app accepted

@@ -41,7 +41,7 @@ t.test("malformed selector, digest-less imageID, unpullable image", async (t) =>
   );
   const probeFailed = await env.waitReason("missing", "ProbeFailed", 60_000);
   t.match(probeFailed.status?.conditions?.find((c) => c.type === "Ready")?.message, /cannot pull/);
-  t.ok((await env.events("ProbeFailed")).length >= 1, "an Event");
+  t.ok((await env.waitEvents("ProbeFailed")).length >= 1, "an Event");
   t.ok(env.controller.synced(), "the controller is still running");
 
   // CI pushes the image after all. The same probe pod recovers (the kubelet retries a failed pull with

@@ -24,7 +24,7 @@ t.test("a failed migration stays failed until retried", async (t) => {
   const failed = await env.waitReason("db", "Failed", 90_000);
   t.equal(failed.status?.currentDigest, d1);
   t.notOk(failed.status?.lastSuccessfulMigration, "nothing recorded");
-  t.ok((await env.events("Failed")).length >= 1, "a Warning Event");
+  t.ok((await env.waitEvents("Failed")).length >= 1, "a Warning Event");
   const startedCount = async (): Promise<number> =>
     (await migrationsStarted.get()).values.find((v) => v.labels.namespace === env.namespace)?.value ?? 0;
 

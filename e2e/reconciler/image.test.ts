@@ -30,7 +30,7 @@ t.test("spec.image from another repository runs as written, keyed on the app dig
   const image = (job.spec as { template: { spec: Pod["spec"] } }).template.spec.containers[0]?.image;
   t.equal(image, `${MIGRATIONS_IMAGE}:v1`, "the Job runs spec.image as written");
   t.equal(job.metadata.annotations?.[ANNOTATIONS.digest], d1, "the Job is keyed on the application's digest");
-  const warnings = await env.events("MigrationImageNotPinned");
+  const warnings = await env.waitEvents("MigrationImageNotPinned");
   t.equal(warnings.length, 1, "one Warning Event");
   t.match(warnings[0]?.["message"], /another repository/);
   t.equal(warnings[0]?.["type"], "Warning");

@@ -104,7 +104,7 @@ t.test("first rollout, then a new push of the same tag", async (t) => {
     { what: "the stale D1 Job to be deleted", timeoutMs: 30_000 },
   );
   t.equal(jobs2[0]?.metadata.annotations?.[ANNOTATIONS.digest], d2, "the D2 Job stays for its logs");
-  t.ok((await env.events("Succeeded")).length >= 1, "an Event for the transition");
+  t.ok((await env.waitEvents("Succeeded")).length >= 1, "an Event for the transition");
 });
 
 /** Migration Jobs the controller created for Migrator `db` of this test's namespace. */

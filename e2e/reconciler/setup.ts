@@ -103,6 +103,8 @@ export interface ReconcilerEnv extends TestEnv {
   /** Rows of the `applied` table (one per migration run). */
   applied(): Promise<{ version: string; digest: string }[]>;
   events(reason?: string): Promise<KubeObject[]>;
+  /** Waits for at least one Event with this reason on a Migrator (written just after the status). */
+  waitEvents(reason: string, timeoutMs?: number): Promise<KubeObject[]>;
   waitReady(name: string, digest: string, timeoutMs?: number): Promise<Migrator>;
   waitReason(name: string, reason: string, timeoutMs?: number): Promise<Migrator>;
 }
@@ -178,6 +180,15 @@ export async function reconcilerEnv(
       );
       return list.items.filter(
         (e) => (e.involvedObject as { kind?: string }).kind === KIND && (reason === undefined || e.reason === reason),
+      );
+    },
+    async waitEvents(reason, timeoutMs = 10_000) {
+      return waitFor(
+        async () => {
+          const events = await self.events(reason);
+          return events.length > 0 ? events : undefined;
+        },
+        { what: `an Event ${reason} on a Migrator`, timeoutMs },
       );
     },
     async waitReady(name, digest, timeoutMs = 60_000) {

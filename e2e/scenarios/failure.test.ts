@@ -35,10 +35,8 @@ t.test("a failing migration leaves its pods gated and shows on the Migrator; a f
   clock.mark("failure shown");
   t.match(failed.message, /failed/i);
   t.match(failed.message, broken.slice(0, 20), "the condition names the digest");
-  t.ok(
-    (await shop.events(MIGRATOR)).some((e) => e.type === "Warning"),
-    "a Warning event on the Migrator",
-  );
+  const failedEvent = await shop.waitEvent((e) => e.reason === REASONS.Failed, "an Event Failed on the Migrator");
+  t.equal(failedEvent.type, "Warning", "a Warning event on the Migrator");
   const h = await shop.history();
   const brokenRuns = h.runs.filter((r) => r.digest === broken);
   t.equal(brokenRuns.length, 1);

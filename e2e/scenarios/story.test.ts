@@ -94,10 +94,8 @@ t.test("first sync, a new push, a no-op sync, a rollback", async (t) => {
   t.same(await shop.gatingProblems(), [], "every app container started after its digest was migrated");
   const m = await shop.migrator();
   t.equal(m?.status?.conditions?.find((c) => c.type === "Ready")?.status, "True", "Ready");
-  t.ok(
-    (await shop.events(MIGRATOR)).some((e) => e.reason === REASONS.Succeeded || /succeeded/i.test(e.message)),
-    "an event tells the migration succeeded",
-  );
+  const succeeded = await shop.waitEvent((e) => e.reason === REASONS.Succeeded, "an Event Succeeded");
+  t.match(succeeded.message, /is migrated/, "an event tells the migration succeeded");
   t.same(shop.reconcilers[0]?.unexpectedExits, [], "the reconciler never crashed");
   t.same(buildVersions("v2"), ["0001", "0002"]);
 });
