@@ -148,6 +148,15 @@ t.test("values reach the Deployment", async (t) => {
   t.notOk(render({ podDisruptionBudget: { enabled: false } }).some((o) => o.kind === "PodDisruptionBudget"));
 });
 
+t.test("the PodDisruptionBudget follows the cluster version; older clusters are refused", async (t) => {
+  const pdbVersion = (kubeVersion: string): unknown =>
+    find(parseManifests(renderChart({}, { kubeVersion }), "helm template"), "PodDisruptionBudget").apiVersion;
+  t.equal(pdbVersion("1.33.0"), "policy/v1");
+  t.equal(pdbVersion("1.21.0-eks-1"), "policy/v1", "a provider's pre-release suffix counts as 1.21");
+  t.equal(pdbVersion("1.20.2"), "policy/v1beta1", "1.20 serves PodDisruptionBudget as policy/v1beta1 only");
+  t.throws(() => renderChart({}, { kubeVersion: "1.19.16" }), /incompatible with Kubernetes v1\.19\.16/);
+});
+
 t.test("another release namespace and fullname move every reference along", async (t) => {
   const objects = render({ fullnameOverride: "dm" }, "ops");
   const name = "dm-reconciler";

@@ -20,6 +20,8 @@ export interface ChartOptions {
   namespace?: string;
   /** Render crds/ too, as `helm install` applies them (default true). */
   includeCrds?: boolean;
+  /** `--kube-version`: the cluster version the chart renders for (default helm's own). */
+  kubeVersion?: string;
 }
 
 function run(command: string, args: string[], what: string): string {
@@ -40,6 +42,7 @@ export function renderChart(values: Record<string, unknown> = {}, options: Chart
     const args = ["template", options.releaseName ?? "digest-migrations", CHART_DIR];
     args.push("--namespace", options.namespace ?? "digest-migrations-system", "--values", file);
     if (options.includeCrds ?? true) args.push("--include-crds");
+    if (options.kubeVersion !== undefined) args.push("--kube-version", options.kubeVersion);
     return run(tools().helm, args, `helm template ${CHART_DIR}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
