@@ -185,15 +185,23 @@ t.test("2a. the plugin sidecar in the user's own Argo CD kustomization, with the
   t.same(Object.keys(data).sort(), [...MIGRATOR_KEYS, "url"], "the component added the two keys, url is kept");
 });
 
-t.test("3. the keys from the chart's ConfigMap (what the Helm NOTES print)", async (t) => {
-  await step(t, installCommand("kubectl -n argocd patch configmap argocd-cm --type merge -p"));
-  const data = await argocdCm();
-  t.same(Object.keys(data).sort(), [...MIGRATOR_KEYS, "url"], "same keys, nothing dropped");
-  const shipped = parse(readFileSync(path.join(ROOT, "deploy/argocd/argocd-cm.yaml"), "utf8")) as {
-    data: Record<string, string>;
-  };
-  for (const key of MIGRATOR_KEYS) t.equal(data[key], shipped.data[key], `${key} is the shipped script`);
-});
+// Each of the three ways the docs offer (the README quotes the first), one after the other: each must succeed
+// on the live argocd-cm and leave Argo CD's own keys alone.
+for (const prefix of [
+  "kubectl -n argocd patch configmap argocd-cm --type merge --patch-file",
+  "kubectl apply --server-side --field-manager=digest-migrations -f deploy/argocd/argocd-cm.yaml",
+  "kubectl -n argocd patch configmap argocd-cm --type merge -p",
+]) {
+  t.test(`3. the argocd-cm keys: ${prefix}`, async (t) => {
+    await step(t, installCommand(prefix));
+    const data = await argocdCm();
+    t.same(Object.keys(data).sort(), [...MIGRATOR_KEYS, "url"], "the two keys, nothing dropped");
+    const shipped = parse(readFileSync(path.join(ROOT, "deploy/argocd/argocd-cm.yaml"), "utf8")) as {
+      data: Record<string, string>;
+    };
+    for (const key of MIGRATOR_KEYS) t.equal(data[key], shipped.data[key], `${key} is the shipped script`);
+  });
+}
 
 t.test("4. verify: CRD, Lease holder, readiness, metrics, Migrators", async (t) => {
   await step(t, installCommand("kubectl get crd migrators.migrations.coderanger.net"));
