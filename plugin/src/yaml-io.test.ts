@@ -93,6 +93,23 @@ t.test("the output stream is JSON documents that read back unchanged, also as YA
   t.equal(serializeStream([]), "");
 });
 
+t.test("YAML output quotes every string go-yaml v2 or YAML 1.2 would read as something else", async (t) => {
+  // Go's ParseInt takes upper-case prefixes (0X1F, 0B1, 0O17) that YAML 1.2 does not, and js-yaml writes a
+  // key "--- n" plainly: both found by property tests ({"0X0": 0} read back as {0: 0}; a document split).
+  const words = ["0X0", "0X1F", "0B1", "0O17", "-0X1", "+0x1", "017", "08", "1_000", "y", "N", "on", "Off", "~"];
+  words.push("Null", "", ".inf", "-.Inf", ".nan", "1e3", ".5e3", "1.", "-0", "12:30", "2024-01-02", "<<", "=");
+  words.push("--- n", "---", "... x"); // a key that would start a line as a document marker
+  const object = Object.fromEntries(words.map((w) => [w, w]));
+  const text = serializeYamlStream([object]);
+  for (const w of words) t.ok(text.includes(`'${w}': '${w}'\n`), `${JSON.stringify(w)} is quoted`);
+  t.same(parseYamlStream(text)[0]?.value, object, "and reads back as the same strings");
+  t.match(
+    serializeYamlStream([{ name: "web", "0.0.1": "1.2.3" }]),
+    /^name: web\n0\.0\.1: 1\.2\.3\n$/,
+    "others stay plain",
+  );
+});
+
 t.test("any JSON value survives both output forms", async (t) => {
   // Through JSON once, so the values are what JSON.parse makes (plain prototypes, no -0).
   const streams = fc

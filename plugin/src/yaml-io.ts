@@ -6,17 +6,9 @@
 // JSON documents separated by `---`: Argo CD splits generate's stdout as a YAML stream, JSON is valid YAML,
 // and JSON cannot be misread under any YAML schema (a string "yes" stays a string), so the objects survive
 // the round trip exactly.
-import {
-  DUMP_SCHEMA,
-  EVENT_ALIAS,
-  EVENT_DOCUMENT,
-  YAMLException,
-  constructFromEvents,
-  dump,
-  parseEvents,
-} from "js-yaml";
+import { EVENT_ALIAS, EVENT_DOCUMENT, YAMLException, constructFromEvents, dump, parseEvents } from "js-yaml";
 import type { Event } from "js-yaml";
-import { KUBERNETES_SCHEMA, nonJsonNumber } from "./yaml-schema.ts";
+import { KUBERNETES_SCHEMA, OUTPUT_SCHEMA, nonJsonNumber } from "./yaml-schema.ts";
 
 /** A parsed document and where it came from. */
 export interface SourceDocument {
@@ -209,5 +201,5 @@ export function serializeStream(objects: readonly unknown[]): string {
  * as the same values whatever reads it.
  */
 export function serializeYamlStream(objects: readonly unknown[]): string {
-  return objects.map((o) => dump(o, { schema: DUMP_SCHEMA, lineWidth: -1, noRefs: true })).join("---\n");
+  return objects.map((o) => dump(o, { schema: OUTPUT_SCHEMA, lineWidth: -1, noRefs: true })).join("---\n");
 }

@@ -14,7 +14,7 @@
 // (no base-60), and `2024-01-02` stays the string "2024-01-02" (go-yaml v2 hands timestamps to
 // interface{} as their text). `<<` merge keys work. Infinity and NaN cannot be written as JSON, so
 // sigs.k8s.io/yaml refuses them; the plugin does the same (see `nonJsonNumber`).
-import { FAILSAFE_SCHEMA, NOT_RESOLVED, defineScalarTag, mergeTag } from "js-yaml";
+import { DUMP_SCHEMA, FAILSAFE_SCHEMA, NOT_RESOLVED, defineScalarTag, mergeTag } from "js-yaml";
 import type { Schema } from "js-yaml";
 
 const TRUE = new Set(["y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"]);
@@ -152,3 +152,23 @@ export const KUBERNETES_SCHEMA: Schema = FAILSAFE_SCHEMA.withTags(
   timestampTag,
   binaryTag,
 );
+
+/**
+ * Never read or written as a tag: a plain scalar that go-yaml v2 (and so KUBERNETES_SCHEMA) would not read
+ * as a string, whatever YAML 1.2 says (`0X1F`, `0B1`, `y`, `on`, `.inf`), or that
+ * would read as a document marker. Where the dumper would write a
+ * string plainly, it asks the schema what the text resolves to; this tag makes it quote these too.
+ */
+/** A key or value starting a line with `---` or `...` would end the document (js-yaml writes keys plainly). */
+const DOCUMENT_MARKER = /^(---|\.\.\.)(\s|$)/;
+
+const goYamlNonStringTag = defineScalarTag<string>("tag:digest-migrations,2026:go-yaml-v2-non-string", {
+  implicit: true,
+  implicitFirstChars: null,
+  resolve: (source) =>
+    typeof resolvePlainScalar(source) !== "string" || DOCUMENT_MARKER.test(source) ? source : NOT_RESOLVED,
+  identify: () => false,
+});
+
+/** For writing YAML: js-yaml's dump schema, quoting every string YAML 1.2 or go-yaml v2 would misread. */
+export const OUTPUT_SCHEMA: Schema = DUMP_SCHEMA.withTags(goYamlNonStringTag);
