@@ -1,5 +1,7 @@
 // Calm console output for the demo: numbered steps, indented details, elapsed seconds, and a
 // plain-text table. No colours unless the terminal is a TTY.
+import { shortDigest as abbreviate } from "@digest-migrations/shared";
+
 export class Narrator {
   readonly #t0 = Date.now();
   readonly #out: (line: string) => void;
@@ -64,9 +66,7 @@ export class Narrator {
   }
 }
 
-/** sha256:abcdef… → sha256:abcdef12 (enough to tell digests apart on screen). */
+/** sha256:abcdef… → sha256:abcdef123456, as kubectl's Digest column shows it; "-" for none. */
 export function shortDigest(digest: string | undefined): string {
-  if (!digest) return "-";
-  const [alg, hex] = digest.split(":");
-  return hex ? `${alg}:${hex.slice(0, 12)}` : digest;
+  return digest ? abbreviate(digest) : "-";
 }

@@ -146,6 +146,7 @@ const fullCondition = {
 const fullStatus = {
   observedGeneration: 3,
   lastSuccessfulMigration: DIGEST,
+  lastSuccessfulMigrationShort: DIGEST.slice(0, "sha256:".length + 12),
   currentDigest: DIGEST,
   currentImage: `registry.example/app:latest@${DIGEST}`,
   currentJob: "web-aaaaaaaaaa",
@@ -200,10 +201,12 @@ t.test("printer columns", async (t) => {
       c.jsonPath,
     ]),
     [
-      ["Digest", "string", ".status.lastSuccessfulMigration"],
+      ["Digest", "string", ".status.lastSuccessfulMigrationShort"],
       ["Ready", "string", '.status.conditions[?(@.type=="Ready")].status'],
       ["Reason", "string", '.status.conditions[?(@.type=="Ready")].reason'],
       ["Age", "date", ".metadata.creationTimestamp"],
+      ["Last Migration", "string", ".status.lastSuccessfulMigration"],
+      ["Job", "string", ".status.currentJob"],
     ],
   );
 });

@@ -6,6 +6,7 @@ import {
   ImageReferenceError,
   formatImageReference,
   isDigest,
+  shortDigest,
   parseDigest,
   parseImageReference,
   pinImage,
@@ -116,6 +117,13 @@ t.test("repositoryOf normalises for comparisons", async (t) => {
   t.equal(repositoryOf(`docker.io/library/nginx@${D}`), "docker.io/library/nginx");
   t.equal(repositoryOf("Registry.Example:5000/app:x"), "registry.example:5000/app");
   t.throws(() => repositoryOf("nginx:"), ImageReferenceError);
+});
+
+t.test("short digests", async (t) => {
+  t.equal(shortDigest("sha256:0123456789abcdef" + "0".repeat(48)), "sha256:0123456789ab");
+  t.equal(shortDigest("sha512:" + "f".repeat(128)), "sha512:ffffffffffff");
+  t.equal(shortDigest("registry.example/app:latest"), "registry.example/app:latest", "not a digest: unchanged");
+  t.equal(shortDigest("sha256:abc"), "sha256:abc");
 });
 
 t.test("digests", async (t) => {

@@ -77,6 +77,18 @@ export function parseDigest(s: string): { algorithm: string; hex: string } {
   return { algorithm: s.slice(0, colon), hex: s.slice(colon + 1) };
 }
 
+/** How many hex characters a short digest keeps (as `docker images` and `git log --oneline` abbreviate). */
+export const SHORT_DIGEST_HEX = 12;
+
+/**
+ * `sha256:0123456789abcdef…` → `sha256:0123456789ab`: enough to tell digests apart in a table
+ * (`kubectl get migrators`, the demo). Anything that is not a digest comes back unchanged.
+ */
+export function shortDigest(digest: string): string {
+  if (!isDigest(digest)) return digest;
+  return digest.slice(0, digest.indexOf(":") + 1 + SHORT_DIGEST_HEX);
+}
+
 /** The user's spelling split into name, tag and digest, validated; domain defaulting not applied. */
 interface SplitReference {
   name: string;

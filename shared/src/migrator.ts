@@ -42,6 +42,8 @@ export interface MigratorStatus {
   observedGeneration?: number;
   /** Upstream field: the digest (sha256:…) of the last successful migration — never a tag. */
   lastSuccessfulMigration?: string;
+  /** lastSuccessfulMigration abbreviated (sha256: and 12 hex), for the Digest printer column. */
+  lastSuccessfulMigrationShort?: string;
   /** The digest currently wanted (the newest pods' digest). */
   currentDigest?: string;
   /** The pinned image reference of currentDigest. */

@@ -325,6 +325,7 @@ t.test("recordMigration keeps a bounded, deduplicated history, newest first", as
   status = recordMigration(status, rec(D2), 2);
   status = recordMigration(status, rec(D1), 2);
   t.equal(status.lastSuccessfulMigration, D1);
+  t.equal(status.lastSuccessfulMigrationShort, D1.slice(0, "sha256:".length + 12), "the printer column's short form");
   t.same(
     status.migratedDigests?.map((r) => r.digest),
     [D1, D2],

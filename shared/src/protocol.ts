@@ -3,7 +3,7 @@
 // the Migrator's status says and whether a gated pod may start. The reconciler is thin I/O around
 // these; everything here is table-tested and never touches the network or the clock.
 import { digestFromImageID } from "./image-id.ts";
-import { digestProblem, parseImageReference } from "./image-ref.ts";
+import { digestProblem, parseImageReference, shortDigest } from "./image-ref.ts";
 import type { Pod } from "./k8s.ts";
 import { MIGRATED_DIGESTS_LIMIT, REASONS } from "./migrator.ts";
 import type { MigrationRecord, MigratorStatus, Reason } from "./migrator.ts";
@@ -371,7 +371,8 @@ export function decideMigration(input: MigrationInput): MigrationDecision {
 
 /**
  * The status after `record` succeeded: the record first in migratedDigests (an older record of the
- * same digest removed), the history bounded, lastSuccessfulMigration set to its digest.
+ * same digest removed), the history bounded, lastSuccessfulMigration set to its digest (and its
+ * short form, which the Digest printer column shows).
  */
 export function recordMigration(
   status: MigratorStatus | undefined,
@@ -384,7 +385,12 @@ export function recordMigration(
     0,
     Math.max(1, limit),
   );
-  return { ...status, lastSuccessfulMigration: record.digest, migratedDigests: history };
+  return {
+    ...status,
+    lastSuccessfulMigration: record.digest,
+    lastSuccessfulMigrationShort: shortDigest(record.digest),
+    migratedDigests: history,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
