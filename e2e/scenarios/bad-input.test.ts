@@ -95,7 +95,12 @@ const pluginCases: {
   {
     name: "a Migrator naming a missing container",
     files: { "a.yaml": DEPLOYMENT, "m.yaml": MIGRATOR + "  container: db\n" },
-    error: /spec\.container db is not a container of Deployment/,
+    error: /Deployment [^ ]+\/web \(a\.yaml:1\): container "db" \(spec\.container\) is not in the pod template/,
+  },
+  {
+    name: "a Migrator with an empty command",
+    files: { "a.yaml": DEPLOYMENT, "m.yaml": MIGRATOR.replace("command: [migrate]", "command: []") },
+    error: /Migrator [^ ]+\/web \(m\.yaml:1\): spec\.command: empty/,
   },
   {
     name: "a non-boolean parameter",
@@ -214,10 +219,12 @@ t.test("Migrator specs, pod states and waiter API requests against the live reco
     await condition(name, reason, message, "Migrator spec");
   }
 
-  // With a gated workload: a container the pods do not have, a spec.image that is not an image reference.
+  // With a gated workload: a container the pods do not have, a spec.image that is not an image reference,
+  // an empty command (upstream would run the image's entrypoint — the application — as the migration).
   const gatedSpecs: [string, Partial<MigratorSpec>, RegExp][] = [
     ["nocontainer", { container: "db" }, /container "?db"?/],
     ["badimage", { image: "Registry.Example/Tools:v1" }, /invalid image reference/],
+    ["nocommand", { command: [] }, /spec\.command: empty/],
   ];
   for (const [name, extra, message] of gatedSpecs) {
     await env.migrator(name, { selector: { matchLabels: { app: name } }, command: ["migrate"], ...extra });

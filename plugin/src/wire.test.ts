@@ -199,3 +199,45 @@ t.test("wiring is idempotent for any set of Migrators and workloads", async (t) 
     ),
   );
 });
+
+t.test("every workload kind with a pod template is gated where its template lives", async (t) => {
+  const labels = { app: "web" };
+  const template = { metadata: { labels }, spec: { containers: [{ name: "app", image: "app:latest" }] } };
+  const kinds: [string, string, KubeObject["spec"], (o: KubeObject) => string[]][] = [
+    ["apps/v1", "ReplicaSet", { selector: { matchLabels: labels }, template }, inits],
+    ["apps/v1", "StatefulSet", { selector: { matchLabels: labels }, serviceName: "web", template }, inits],
+    ["apps/v1", "DaemonSet", { selector: { matchLabels: labels }, template }, inits],
+    ["batch/v1", "Job", { template }, inits],
+    [
+      "batch/v1",
+      "CronJob",
+      { schedule: "@hourly", jobTemplate: { spec: { template } } },
+      (o) =>
+        (
+          (o["spec"] as { jobTemplate: { spec: { template: { spec: { initContainers?: { name: string }[] } } } } })
+            .jobTemplate.spec.template.spec.initContainers ?? []
+        ).map((c) => c.name),
+    ],
+  ];
+  for (const [apiVersion, kind, spec, waiters] of kinds) {
+    const workload: KubeObject = { apiVersion, kind, metadata: { name: "web" }, spec: structuredClone(spec) };
+    const report = wire([m(workload), m(migrator("db", { matchLabels: labels }))], options);
+    t.same(waiters(workload), ["migrate-wait-db"], `${kind}: the waiter is in its pod template`);
+    t.equal(report.migrators[0]?.injected[0]?.container, "app", `${kind}: gating its first container`);
+  }
+});
+
+t.test("spec.container picks the gated container; a missing one names the workload and its file", async (t) => {
+  const d = deployment("web", { app: "web" });
+  const spec = (d["spec"] as { template: { spec: { containers: { name: string }[] } } }).template.spec;
+  spec.containers.push({ name: "sidecar" });
+  const report = wire([m(d), m(migrator("db", { matchLabels: { app: "web" } }, { container: "sidecar" }))], options);
+  t.equal(report.migrators[0]?.injected[0]?.container, "sidecar");
+  t.throws(() => wire([m(d, 3), m(migrator("db", { matchLabels: { app: "web" } }, { container: "db" }))], options), {
+    message:
+      'Migrator apps/db (test.yaml:1): Deployment apps/web (test.yaml:3): container "db" (spec.container) is not in the pod template (containers: "app", "sidecar")',
+  });
+  t.throws(() => wire([m(d), m(migrator("db", { matchLabels: { app: "web" } }, { command: [] }))], options), {
+    message: /^Migrator apps\/db \(test\.yaml:1\): spec\.command: empty;/,
+  });
+});

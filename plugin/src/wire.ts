@@ -13,10 +13,13 @@ import {
   ANNOTATIONS,
   API_VERSION,
   GROUP,
+  JobBuildError,
   KIND,
   compileSelector,
+  gatedContainer,
   groupOf,
   isWorkload,
+  migratorSpecProblem,
   podTemplateOf,
   validateSelector,
   waiterContainerName,
@@ -120,10 +123,9 @@ export function wire(manifests: Manifest[], options: WireOptions): WiringReport 
     if (migrator.apiVersion !== API_VERSION) {
       throw new PluginError(`${where}: apiVersion ${migrator.apiVersion} is not served; use ${API_VERSION}`);
     }
-    const spec = migrator.spec as Migrator["spec"] | undefined;
-    if (typeof spec !== "object" || spec === null) throw new PluginError(`${where}: spec is missing`);
-    if (spec.selector === undefined || spec.selector === null)
-      throw new PluginError(`${where}: spec.selector is missing`);
+    const problem = migratorSpecProblem(migrator.spec);
+    if (problem !== undefined) throw new PluginError(`${where}: ${problem}`);
+    const spec = migrator.spec;
     let matches: (labels: Record<string, string> | undefined) => boolean;
     try {
       matches = compileSelector(validateSelector(spec.selector, `${where}: spec.selector`));
@@ -161,13 +163,13 @@ export function wire(manifests: Manifest[], options: WireOptions): WiringReport 
         wiring.optedOut.push({ workload: w, reason: optOut });
         continue;
       }
-      const container = spec.container ?? template.spec.containers[0]?.name;
-      if (container === undefined) {
-        throw new PluginError(`${where}: ${describeObject(w.object, options.defaultNamespace)} has no containers`);
-      }
-      if (!template.spec.containers.some((c) => c.name === container)) {
+      let container: string;
+      try {
+        container = gatedContainer(spec, template.spec).name;
+      } catch (error) {
+        if (!(error instanceof JobBuildError)) throw error;
         throw new PluginError(
-          `${where}: spec.container ${container} is not a container of ${describeObject(w.object, options.defaultNamespace)} (${describeOrigin(w.origin)})`,
+          `${where}: ${describeObject(w.object, options.defaultNamespace)} (${describeOrigin(w.origin)}): ${error.message}`,
         );
       }
       const waiter = waiterInitContainer(name, container, options.waiter);

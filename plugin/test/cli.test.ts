@@ -3,7 +3,7 @@
 // (UPDATE_GOLDEN=1 rewrites them), rendered twice for determinism and re-rendered for idempotency; every
 // error path must exit non-zero with one line on stderr and nothing on stdout.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -220,7 +220,13 @@ const errorCases: ErrorCase[] = [
   {
     name: "Migrator naming a container the workload lacks",
     files: { "a.yaml": deployment("a"), "m.yaml": migrator("a", "  container: web\n") },
-    stderr: /Migrator ns\/a \(m\.yaml:1\): spec.container web is not a container of Deployment ns\/a/,
+    stderr:
+      /Migrator ns\/a \(m\.yaml:1\): Deployment ns\/a \(a\.yaml:1\): container "web" \(spec\.container\) is not in the pod template/,
+  },
+  {
+    name: "Migrator with an empty command",
+    files: { "a.yaml": deployment("a"), "m.yaml": migrator("a", "  command: []\n") },
+    stderr: /Migrator ns\/a \(m\.yaml:1\): spec\.command: empty; the migration Job would run the image's entrypoint/,
   },
   {
     name: "Migrator with an invalid selector",
@@ -294,7 +300,9 @@ const errorCases: ErrorCase[] = [
         "apiVersion: example.com/v1\nkind: Pwn\nmetadata:\n  name: pwn\n  annotations:\n    config.kubernetes.io/function: |\n      exec:\n        path: ./pwn.sh\n",
       "pwn.sh": '#!/bin/sh\ntouch "$(dirname "$0")/pwned"\n',
     },
-    stderr: /`kubectl kustomize \.` failed: exit 1: /,
+    // Executable, so only the plugin's refusal to enable exec plugins keeps it from running.
+    setup: (dir) => chmodSync(path.join(dir, "pwn.sh"), 0o755),
+    stderr: /`kubectl kustomize \.` failed: exit 1: .*external plugins disabled; unable to load external plugin 'Pwn'/,
   },
   {
     name: "Kustomize loading a file outside its root",

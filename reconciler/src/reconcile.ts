@@ -28,6 +28,7 @@ import {
   isGated,
   migrationJobName,
   migratorLabelValue,
+  migratorSpecProblem,
   pinImage,
   pinnedDigest,
   probeOutcome,
@@ -115,17 +116,16 @@ function isLive(pod: Pod): boolean {
   );
 }
 
-/** Compiled selectors of a Migrator, or the reason its spec is invalid. */
+/** Compiled selectors of a Migrator, or the reason its spec is invalid (shared/src/spec.ts, then the selectors). */
 export function selectorsOf(
   migrator: Migrator,
 ):
   | { ok: true; select: (l: Labels | undefined) => boolean; template: (l: Labels | undefined) => boolean }
   | { ok: false; message: string } {
   const where = `Migrator ${migrator.metadata.namespace}/${migrator.metadata.name}`;
+  const problem = migratorSpecProblem(migrator.spec);
+  if (problem !== undefined) return { ok: false, message: `${where} ${problem}` };
   try {
-    if (migrator.spec === undefined || migrator.spec === null || migrator.spec.selector === undefined) {
-      throw new SelectorError(`${where} spec.selector: required`);
-    }
     return {
       ok: true,
       select: compileSelector(migrator.spec.selector, `${where} spec.selector`),

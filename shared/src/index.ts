@@ -1,5 +1,6 @@
 export * from "./k8s.ts";
 export * from "./migrator.ts";
+export * from "./spec.ts";
 export * from "./waiter.ts";
 export * from "./selector.ts";
 export * from "./image-ref.ts";
