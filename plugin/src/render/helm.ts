@@ -97,8 +97,10 @@ async function checkedValuesFile(file: string, settings: Settings): Promise<stri
   let real: string;
   try {
     real = await realpath(abs);
-  } catch {
-    throw new PluginError(`helm-values-files: ${file}: no such file`);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") throw new PluginError(`helm-values-files: ${file}: no such file`);
+    throw new PluginError(`helm-values-files: ${file}: ${(error as Error).message}`);
   }
   const boundary = await realpath(settings.boundary);
   const rel = path.relative(boundary, real);

@@ -120,8 +120,11 @@ export async function assertNoEscapingSymlinks(dir: string, boundaryDir: string,
         let real: string;
         try {
           real = realpath(abs);
-        } catch {
-          continue; // dangling: neither helm nor kustomize can read through it
+        } catch (error) {
+          const code = (error as NodeJS.ErrnoException).code;
+          // Dangling or a loop: neither helm nor kustomize can read through it.
+          if (code === "ENOENT" || code === "ELOOP" || code === "ENOTDIR") continue;
+          throw new PluginError(`${rel}: cannot resolve symlink: ${(error as Error).message}`);
         }
         if (!inside(real, boundary)) throw new PluginError(`${rel}: symlink points outside the repository (${real})`);
         continue;
