@@ -5,6 +5,7 @@ import http from "node:http";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { createLogger } from "./log.ts";
 import { FakeOracle, waitFor } from "./testing.ts";
@@ -104,13 +105,22 @@ t.test("retries through connection refused until the server appears", async (t) 
   ]);
   t.teardown(() => run.child.kill("SIGKILL"));
   await waitFor("the unreachable line", () => messages(run).some((m) => m.includes("ECONNREFUSED")), STARTUP_MS);
-  // Several more attempts fail while the server is down (backoff is capped at 0.2 s).
-  await new Promise((resolve) => setTimeout(resolve, 600));
+  // Then something on the port that drops every connection: the attempts go on (backoff capped at
+  // 0.2 s) and are counted here, while the log says so once.
+  let attempts = 0;
+  const dropper = net.createServer((socket) => {
+    attempts++;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => dropper.listen(port, "127.0.0.1", resolve));
+  await waitFor("five attempts against the dropping server", () => attempts >= 5, STARTUP_MS);
+  await new Promise((resolve) => dropper.close(resolve));
   const { oracle } = await startApi(t, port);
   oracle.set("web-1", { ready: true, reason: "Migrated", message: "already migrated", digest: DIGEST });
   const { code } = await run.exit;
   t.equal(code, 0, "released once the server is up");
-  t.equal(messages(run).filter((m) => m.includes("ECONNREFUSED")).length, 1, "the outage is logged once");
+  t.equal(messages(run).filter((m) => m.includes("ECONNREFUSED")).length, 1, "the refusals are logged once");
+  t.equal(messages(run).filter((m) => m.includes("ECONNRESET")).length, 1, "five dropped attempts, logged once");
   t.match(
     run.lines.find((l) => String(l["msg"]).includes("ECONNREFUSED")),
     { level: "warn", state: "error-ECONNREFUSED" },
