@@ -29,18 +29,24 @@ const STEPS = 8;
 
 /** Undo steps; `fast` after Ctrl-C: kill rather than shut down gracefully. */
 const cleanups: { what: string; run: (fast: boolean) => Promise<unknown> }[] = [];
-let cleaning: Promise<void> | undefined;
+let cleaning: Promise<boolean> | undefined;
 
-/** Undoes everything started so far, newest first; each step on its own, so one failure stops nothing. */
-function cleanUp(fast = false): Promise<void> {
+/**
+ * Undoes everything started so far, newest first; each step on its own, so one failure stops nothing.
+ * Resolves to false when any step failed (each failure is printed).
+ */
+function cleanUp(fast = false): Promise<boolean> {
   cleaning ??= (async () => {
+    let clean = true;
     for (const c of cleanups.reverse()) {
       try {
         await c.run(fast);
       } catch (err) {
+        clean = false;
         process.stderr.write(`cleanup: ${c.what}: ${errorText(err)}\n`);
       }
     }
+    return clean;
   })();
   return cleaning;
 }
@@ -189,7 +195,10 @@ async function main(): Promise<number> {
     await story(n);
     n.raw("");
     n.say("cleaning up (processes, temporary directories)…");
-    await cleanUp();
+    if (!(await cleanUp())) {
+      process.stderr.write("\ndemo failed: cleaning up did not finish (see above)\n");
+      return 1;
+    }
     n.say("done.");
     return 0;
   } catch (err) {

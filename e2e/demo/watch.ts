@@ -12,11 +12,22 @@ interface JobView extends KubeObject {
 
 function podState(pod: Pod): string {
   if (pod.metadata.deletionTimestamp) return "terminating";
+  if (pod.metadata.labels?.[LABELS.role] === "probe") {
+    // A probe's container is meant never to start; what matters is the imageID the node records.
+    const digest = pod.status?.containerStatuses?.[0]?.imageID?.split("@")[1];
+    if (digest) return `the node pulled the tag: ${shortDigest(digest)} (the probe's command is meant not to exist)`;
+  }
   const init = pod.status?.initContainerStatuses ?? [];
   const app = pod.status?.containerStatuses ?? [];
   if (pod.status?.phase === "Succeeded") return "completed";
   if (pod.status?.phase === "Failed") return "failed";
-  if (init.some((c) => c.state?.running)) return "gated (waiter init container running)";
+  if (init.some((c) => c.state?.running)) {
+    // The reconciler pins a gated pod's image to the digest its node resolved, before releasing it.
+    const pinned = pod.spec.containers[0]?.image?.split("@")[1];
+    return pinned
+      ? `gated, image pinned to ${shortDigest(pinned)} (waiter init container running)`
+      : "gated (waiter init container running)";
+  }
   if (app.length > 0 && app.every((c) => c.state?.running)) {
     const digest = app[0]?.imageID?.split("@")[1];
     return `running ${shortDigest(digest)}`;
@@ -39,13 +50,15 @@ export class ClusterWatch {
   readonly #client: KubeClient;
   readonly #namespace: string;
   readonly #say: (line: string) => void;
-  readonly #pods = new Map<string, string>();
+  /** Pod name → its role and last state shown. */
+  readonly #pods = new Map<string, { role: string; state: string }>();
   readonly #jobs = new Map<string, string>();
   /** Every migration Job seen: name → digest annotation. */
   readonly jobsSeen = new Map<string, string>();
   #migrated = "";
   #timer: NodeJS.Timeout | undefined;
   #busy = false;
+  #lastError = "";
 
   constructor(client: KubeClient, namespace: string, say: (line: string) => void) {
     this.#client = client;
@@ -69,8 +82,12 @@ export class ClusterWatch {
       await this.#pollPods();
       await this.#pollJobs();
       await this.#pollMigrator();
-    } catch {
-      // The next round tries again; the demo's own waits report real failures.
+      this.#lastError = "";
+    } catch (error) {
+      // The next round tries again (the demo's own waits fail on real problems); say so once per error.
+      const message = (error as Error).message;
+      if (message !== this.#lastError) this.#say(`(watching the cluster: ${message}; trying again)`);
+      this.#lastError = message;
     } finally {
       this.#busy = false;
     }
@@ -83,15 +100,15 @@ export class ClusterWatch {
       const name = pod.metadata.name ?? "";
       seen.add(name);
       const state = podState(pod);
-      if (this.#pods.get(name) !== state) {
-        this.#pods.set(name, state);
+      if (this.#pods.get(name)?.state !== state) {
+        this.#pods.set(name, { role: role(pod), state });
         this.#say(`${role(pod)} ${name}: ${state}`);
       }
     }
-    for (const name of [...this.#pods.keys()]) {
+    for (const [name, shown] of [...this.#pods]) {
       if (!seen.has(name)) {
         this.#pods.delete(name);
-        this.#say(`pod ${name}: gone`);
+        this.#say(`${shown.role} ${name}: gone`);
       }
     }
   }
