@@ -126,7 +126,22 @@ export class NodeEmulator {
     }
     this.nodes.push(node);
     await this.#writeNodeStatus(node);
+    await this.#untaintReady(node);
     return node;
+  }
+
+  /**
+   * The API server's TaintNodesByCondition admission gives a new Node `node.kubernetes.io/not-ready:NoSchedule`;
+   * the node lifecycle controller (not run here: it would evict the emulator's pods) removes it once the
+   * node reports Ready. Without that, the DaemonSet controller would place no pod on the node.
+   */
+  async #untaintReady(node: EmulatedNode): Promise<void> {
+    const current = await this.client.get<{ spec?: { taints?: { key: string; effect: string }[] } }>(
+      paths.node(node.name),
+    );
+    const taints = current.spec?.taints ?? [];
+    const kept = taints.filter((taint) => taint.key !== "node.kubernetes.io/not-ready");
+    if (kept.length !== taints.length) await this.client.mergePatch(paths.node(node.name), { spec: { taints: kept } });
   }
 
   node(name: string): EmulatedNode {

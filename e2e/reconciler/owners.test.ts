@@ -1,31 +1,61 @@
-// Pods owned by other workloads: a StatefulSet, a Job of a CronJob, and an Argo Rollout with and
-// without workloadRef (its CRD installed here; its controller played by the test, which creates
+// Pods owned by other workloads: a StatefulSet, a DaemonSet, a Job of a CronJob, and an Argo Rollout with
+// and without workloadRef (its CRD installed here; its controller played by the test, which creates
 // the Rollout's ReplicaSet as Argo would).
 import t from "tap";
-import type { KubeObject } from "@digest-migrations/shared";
+import type { Test } from "tap";
+import { LABELS } from "@digest-migrations/shared";
+import type { KubeObject, Pod } from "@digest-migrations/shared";
 import { waitFor } from "../harness/wait.ts";
 import { APP_IMAGE, appContainer, appImage, describeMigrator, reconcilerEnv, runningImages } from "./setup.ts";
 import type { ReconcilerEnv } from "./setup.ts";
 
-function template(env: ReconcilerEnv, app: string, migrator: string, restartPolicy?: string): KubeObject["spec"] {
+/** The env variable that says which object's pod template a migration Job was cloned from. */
+const SOURCE = "TEMPLATE_SOURCE";
+
+function template(
+  env: ReconcilerEnv,
+  app: string,
+  migrator: string,
+  source: string,
+  extra: Record<string, unknown> = {},
+): KubeObject["spec"] {
+  const container = appContainer(env);
+  container.env = [...(container.env ?? []), { name: SOURCE, value: source }];
   return {
     metadata: { labels: { app } },
     spec: {
-      ...(restartPolicy ? { restartPolicy } : {}),
       terminationGracePeriodSeconds: 1,
       initContainers: [env.waiter(migrator)],
-      containers: [appContainer(env)],
+      containers: [container],
+      ...extra,
     },
   };
 }
 
-async function released(env: ReconcilerEnv, app: string, name: string, digest: string): Promise<void> {
+/** The Migrator records the digest, a pod runs it, and the one migration Job was cloned from `source`. */
+async function released(
+  t: Test,
+  env: ReconcilerEnv,
+  app: string,
+  name: string,
+  digest: string,
+  source: string,
+): Promise<void> {
   await env.waitReady(name, digest, 90_000);
   await waitFor(async () => runningImages(await env.pods(`app=${app}`)).some((id) => id.endsWith(digest)), {
     what: `a ${app} pod to run ${digest}`,
     timeoutMs: 60_000,
     describe: () => describeMigrator(env, name),
   });
+  const jobs = (await env.jobs()).filter((j) => j.metadata.labels?.[LABELS.migrator] === name);
+  t.equal(jobs.length, 1, `${name}: one migration Job`);
+  const container = (jobs[0]?.spec as { template: { spec: Pod["spec"] } } | undefined)?.template.spec.containers[0];
+  t.equal(
+    container?.env?.find((e) => e.name === SOURCE)?.value,
+    source,
+    `${name}: the Job is cloned from the ${source}'s pod template`,
+  );
+  t.equal(container?.image, `${APP_IMAGE}:latest@${digest}`, `${name}: the Job runs the digest`);
 }
 
 const ROLLOUT_CRD = {
@@ -47,7 +77,7 @@ const ROLLOUT_CRD = {
   },
 };
 
-t.test("StatefulSet, CronJob and Argo Rollout pods", async (t) => {
+t.test("StatefulSet, DaemonSet, CronJob and Argo Rollout pods", async (t) => {
   const env = await reconcilerEnv(t, { controller: { discoverySeconds: 1 } });
   const digest = env.registry.push(APP_IMAGE, "latest", appImage("v1"));
 
@@ -61,10 +91,27 @@ t.test("StatefulSet, CronJob and Argo Rollout pods", async (t) => {
         serviceName: "sts",
         replicas: 1,
         selector: { matchLabels: { app: "sts" } },
-        template: template(env, "sts", "sts"),
+        template: template(env, "sts", "sts", "StatefulSet"),
       },
     });
-    await released(env, "sts", "sts", digest);
+    await released(t, env, "sts", "sts", digest, "StatefulSet");
+  });
+
+  await t.test("DaemonSet", async () => {
+    await env.migrator("ds", { selector: { matchLabels: { app: "ds" } }, command: ["migrate"] });
+    await env.kube.createObject({
+      apiVersion: "apps/v1",
+      kind: "DaemonSet",
+      metadata: { name: "ds", namespace: env.namespace },
+      spec: {
+        selector: { matchLabels: { app: "ds" } },
+        // Only this test's node: other test files' nodes share the control plane.
+        template: template(env, "ds", "ds", "DaemonSet", {
+          nodeSelector: { "kubernetes.io/hostname": env.nodeNames[0] },
+        }),
+      },
+    });
+    await released(t, env, "ds", "ds", digest, "DaemonSet");
   });
 
   await t.test("Job of a CronJob", async () => {
@@ -76,7 +123,9 @@ t.test("StatefulSet, CronJob and Argo Rollout pods", async (t) => {
       spec: {
         schedule: "0 0 1 1 *",
         suspend: true,
-        jobTemplate: { spec: { backoffLimit: 0, template: template(env, "cron", "cron", "Never") } },
+        jobTemplate: {
+          spec: { backoffLimit: 0, template: template(env, "cron", "cron", "CronJob", { restartPolicy: "Never" }) },
+        },
       },
     });
     // The CronJob controller would create this Job at the scheduled time.
@@ -96,9 +145,9 @@ t.test("StatefulSet, CronJob and Argo Rollout pods", async (t) => {
           },
         ],
       },
-      spec: { backoffLimit: 0, template: template(env, "cron", "cron", "Never") },
+      spec: { backoffLimit: 0, template: template(env, "cron", "cron", "Job", { restartPolicy: "Never" }) },
     });
-    await released(env, "cron", "cron", digest);
+    await released(t, env, "cron", "cron", digest, "CronJob");
   });
 
   await t.test("Argo Rollout, with and without workloadRef", async (t) => {
@@ -113,7 +162,11 @@ t.test("StatefulSet, CronJob and Argo Rollout pods", async (t) => {
           apiVersion: "apps/v1",
           kind: "Deployment",
           metadata: { name: `${app}-template`, namespace: env.namespace },
-          spec: { replicas: 0, selector: { matchLabels: { app } }, template: template(env, app, app) },
+          spec: {
+            replicas: 0,
+            selector: { matchLabels: { app } },
+            template: template(env, app, app, "Deployment"),
+          },
         });
       }
       const rollout = await waitFor(
@@ -124,7 +177,7 @@ t.test("StatefulSet, CronJob and Argo Rollout pods", async (t) => {
             metadata: { name: app, namespace: env.namespace },
             spec: ref
               ? { replicas: 1, workloadRef: { apiVersion: "apps/v1", kind: "Deployment", name: `${app}-template` } }
-              : { replicas: 1, selector: { matchLabels: { app } }, template: template(env, app, app) },
+              : { replicas: 1, selector: { matchLabels: { app } }, template: template(env, app, app, "Rollout") },
           }),
         { what: "the Rollout CRD to be served", timeoutMs: 30_000 },
       );
@@ -146,10 +199,10 @@ t.test("StatefulSet, CronJob and Argo Rollout pods", async (t) => {
             },
           ],
         },
-        spec: { replicas: 1, selector: { matchLabels: { app } }, template: template(env, app, app) },
+        spec: { replicas: 1, selector: { matchLabels: { app } }, template: template(env, app, app, "ReplicaSet") },
       });
-      await released(env, app, app, digest);
-      t.pass(`Rollout ${ref ? "with" : "without"} workloadRef`);
+      // The Job comes from what git declares: the Rollout's template, or its workloadRef'd Deployment's.
+      await released(t, env, app, app, digest, ref ? "Deployment" : "Rollout");
     }
   });
 });
