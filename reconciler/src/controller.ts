@@ -28,7 +28,7 @@ import {
 import type { KubeObject, Labels, Migrator, OwnerLookup, Pod } from "@digest-migrations/shared";
 import { Reflector } from "./cache.ts";
 import type { CacheEventType } from "./cache.ts";
-import { Kube, KubeConfig, collectionPath, isNotFound } from "./kube.ts";
+import { Kube, KubeConfig, NotLeaderError, collectionPath, isNotFound } from "./kube.ts";
 import { log as defaultLog } from "./log.ts";
 import type { Logger } from "./log.ts";
 import { cachesSynced, reconcileDuration } from "./metrics.ts";
@@ -103,6 +103,8 @@ function groupKind(apiVersion: string, kind: string): string {
 export class Controller implements ReleaseOracle {
   readonly #opts: ControllerOptions;
   readonly #kube: Kube;
+  /** The reconcile path's client: its writes are refused once this replica stops leading. */
+  readonly #writer: Kube;
   readonly #log: Logger;
   readonly #identity: string;
   readonly #queue = new WorkQueue();
@@ -120,6 +122,7 @@ export class Controller implements ReleaseOracle {
   constructor(opts: ControllerOptions) {
     this.#opts = opts;
     this.#kube = new Kube(opts.kubeconfig);
+    this.#writer = new Kube(opts.kubeconfig, { mayWrite: () => this.#writing });
     this.#log = (opts.log ?? defaultLog).child({ component: "controller" });
     this.#identity = opts.identity ?? hostname();
   }
@@ -351,7 +354,7 @@ export class Controller implements ReleaseOracle {
       } catch (error) {
         result = "error";
         const delay = this.#queue.addRateLimited(key);
-        const level = error instanceof StaleCacheError ? "debug" : "warn";
+        const level = error instanceof StaleCacheError || error instanceof NotLeaderError ? "debug" : "warn";
         this.#log[level]({ err: error, migrator: key, retryInMs: delay }, "reconcile failed; will retry");
       } finally {
         reconcileDuration.observe({ result }, (performance.now() - started) / 1000);
@@ -362,7 +365,7 @@ export class Controller implements ReleaseOracle {
 
   #context(): ReconcileContext {
     return {
-      kube: this.#kube,
+      kube: this.#writer,
       caches: this.#caches(),
       log: this.#log,
       identity: this.#identity,

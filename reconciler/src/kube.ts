@@ -70,18 +70,37 @@ function resourceOf(path: string): string {
   return rest[index] ?? "discovery";
 }
 
+/** A write refused before it was sent: this replica is no longer the leader. */
+export class NotLeaderError extends Error {
+  override name = "NotLeaderError";
+}
+
+export interface KubeOptions {
+  /**
+   * Asked before every write (any method but GET); false refuses it with NotLeaderError. The
+   * reconcile path's client is fenced by leadership this way, so a replica that lost its Lease stops
+   * writing at its next request rather than at the end of the reconcile it was in.
+   */
+  mayWrite?: () => boolean;
+}
+
 export class Kube {
   readonly config: KubeConfig;
   readonly server: string;
+  readonly #mayWrite: (() => boolean) | undefined;
 
-  constructor(config: KubeConfig) {
+  constructor(config: KubeConfig, options: KubeOptions = {}) {
     this.config = config;
     const cluster = config.getCurrentCluster();
     if (!cluster) throw new Error("kubeconfig has no current cluster");
     this.server = cluster.server.replace(/\/+$/, "");
+    this.#mayWrite = options.mayWrite;
   }
 
   async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+    if (method !== "GET" && this.#mayWrite !== undefined && !this.#mayWrite()) {
+      throw new NotLeaderError(`${method} ${path}: not sent, this replica is no longer the leader`);
+    }
     const url = new URL(this.server + path);
     for (const [key, value] of Object.entries(opts.query ?? {})) {
       if (value !== undefined) url.searchParams.set(key, String(value));

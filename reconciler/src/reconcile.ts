@@ -52,7 +52,14 @@ import type {
 } from "@digest-migrations/shared";
 import { UNPINNED_IMAGE_REASON, buildEvent } from "./events.ts";
 import { RETRY_HANDLED_ANNOTATION, isJobOf, jobView } from "./jobs.ts";
-import { STRATEGIC_MERGE_PATCH, collectionPath, isAlreadyExists, isConflict, objectPath } from "./kube.ts";
+import {
+  NotLeaderError,
+  STRATEGIC_MERGE_PATCH,
+  collectionPath,
+  isAlreadyExists,
+  isConflict,
+  objectPath,
+} from "./kube.ts";
 import type { Kube } from "./kube.ts";
 import type { Logger } from "./log.ts";
 import { migrationsFailed, migrationsStarted, migrationsSucceeded, probeDuration } from "./metrics.ts";
@@ -534,6 +541,7 @@ async function recordEvent(ctx: ReconcileContext, migrator: Migrator, reason: st
       buildEvent(migrator, reason, message, ctx.identity, ctx.now()),
     );
   } catch (error) {
+    if (error instanceof NotLeaderError) throw error;
     // An Event is a courtesy: failing to write one must not block the protocol. It is logged.
     ctx.log.warn(
       { err: error, migrator: `${namespace}/${migrator.metadata.name ?? ""}`, reason },
