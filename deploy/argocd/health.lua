@@ -8,7 +8,7 @@
 -- the worse verdict wins (Degraded > Unknown > Progressing > Healthy), so the result does not depend on how
 -- the two split the work between them. By reason:
 --   Running, Probing, WaitingForImageID       Progressing: a migration Job or a probe pod is on its way
---   Failed, ProbeFailed, NoDigest,            Degraded: gated pods stay gated until someone acts; the
+--   Failed, ProbeFailed, NoDigest, PinFailed, Degraded: gated pods stay gated until someone acts; the
 --   InvalidSpec, TemplateNotFound             message names the reason (and the Job) and the condition's text
 --   WaitingForPods                            Healthy: no selected pod waits for a migration (see below)
 --   condition status "True"                   Healthy: the current digest is migrated
@@ -24,6 +24,7 @@ local DEGRADED = {
   Failed = true,
   ProbeFailed = true,
   NoDigest = true,
+  PinFailed = true,
   InvalidSpec = true,
   TemplateNotFound = true,
 }

@@ -61,6 +61,7 @@ t.test("one verdict per reason", async (t) => {
     Failed: { status: "Degraded", message: "Failed (Job app-3f2a): the Failed message" },
     ProbeFailed: { status: "Degraded", message: "ProbeFailed: the ProbeFailed message" },
     NoDigest: { status: "Degraded", message: "NoDigest: the NoDigest message" },
+    PinFailed: { status: "Degraded", message: "PinFailed: the PinFailed message" },
     InvalidSpec: { status: "Degraded", message: "InvalidSpec: the InvalidSpec message" },
     TemplateNotFound: { status: "Degraded", message: "TemplateNotFound: the TemplateNotFound message" },
   };

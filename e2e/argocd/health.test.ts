@@ -15,6 +15,7 @@ import { API_VERSION, KIND, REASONS } from "@digest-migrations/shared";
 import type { Migrator } from "@digest-migrations/shared";
 import { ARGOCD_DIR, health, runAction } from "../../deploy/argocd/lua.ts";
 import type { HealthStatus } from "../../deploy/argocd/lua.ts";
+import { POLICY_LABEL, denyImageChanges } from "../harness/image-policy.ts";
 import { deployment, pod } from "../harness/objects.ts";
 import { APP_IMAGE, appContainer, appImage, reconcilerEnv, reportRunning } from "../reconciler/setup.ts";
 
@@ -31,6 +32,7 @@ const EXPECTED: Record<string, HealthStatus["status"]> = {
   [REASONS.Succeeded]: "Healthy",
   [REASONS.Failed]: "Degraded",
   [REASONS.NoDigest]: "Degraded",
+  [REASONS.PinFailed]: "Degraded",
   [REASONS.InvalidSpec]: "Degraded",
   [REASONS.TemplateNotFound]: "Degraded",
 };
@@ -138,6 +140,19 @@ t.test("health.lua on a live Migrator in every state the reconciler can set", as
     deployment(env.namespace, "untemplated", [appContainer(env)], { initContainers: [env.waiter("untemplated")] }),
   );
   await check("untemplated", REASONS.TemplateNotFound);
+
+  // PinFailed: an admission policy refuses to let the reconciler pin the gated pod's image.
+  const policy = await denyImageChanges(env);
+  t.teardown(() => policy.remove());
+  await env.migrator("refused", { selector: { matchLabels: { app: "refused" } }, command: ["migrate"] });
+  await env.kube.createObject(
+    deployment(env.namespace, "refused", [appContainer(env)], {
+      initContainers: [env.waiter("refused")],
+      labels: { [POLICY_LABEL.key]: POLICY_LABEL.value },
+    }),
+  );
+  await check("refused", REASONS.PinFailed);
+  await policy.remove();
 
   // Running, then Succeeded: a migration held until the test lets it finish.
   env.registry.push("registry.example/held", "latest", appImage("v1", { HOLD_FILE: holdFile }));

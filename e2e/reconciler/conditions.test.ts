@@ -1,10 +1,13 @@
 // Problems the reconciler cannot fix show as a clear condition on the Migrator, never a crash:
 // a malformed selector, an imageID without a repository digest, an image that cannot be pulled — and
-// the last one clears by itself once the image exists (the kubelet retries the probe's pull).
+// the last one clears by itself once the image exists (the kubelet retries the probe's pull); an
+// admission policy that refuses to let the reconciler pin a pod's image.
 import t from "tap";
+import { REASONS } from "@digest-migrations/shared";
+import { POLICY_LABEL, POLICY_MESSAGE, denyImageChanges } from "../harness/image-policy.ts";
 import { deployment, pod } from "../harness/objects.ts";
 import { waitFor } from "../harness/wait.ts";
-import { APP_IMAGE, appContainer, appImage, reconcilerEnv, reportRunning } from "./setup.ts";
+import { APP_IMAGE, appContainer, appImage, reconcilerEnv, reportRunning, runningImages } from "./setup.ts";
 
 t.test("malformed selector, digest-less imageID, unpullable image", async (t) => {
   const env = await reconcilerEnv(t);
@@ -59,3 +62,45 @@ t.test("malformed selector, digest-less imageID, unpullable image", async (t) =>
     timeoutMs: 10_000,
   });
 });
+
+t.test(
+  "an admission policy refusing the pin: PinFailed, the pods stay gated, then released once it is lifted",
+  async (t) => {
+    // Visit every Migrator each second: lifting a webhook causes no event the reconciler could see.
+    const env = await reconcilerEnv(t, { controller: { resyncSeconds: 1 } });
+    const digest = env.registry.push(APP_IMAGE, "latest", appImage("v1"));
+    const policy = await denyImageChanges(env);
+    t.teardown(() => policy.remove());
+    await env.migrator("guarded", { selector: { matchLabels: { app: "guarded" } }, command: ["migrate"] });
+    await env.kube.createObject(
+      deployment(env.namespace, "guarded", [appContainer(env)], {
+        initContainers: [env.waiter("guarded")],
+        labels: { [POLICY_LABEL.key]: POLICY_LABEL.value },
+      }),
+    );
+    const refused = await env.waitReason("guarded", REASONS.PinFailed, 60_000);
+    const ready = refused.status?.conditions?.find((c) => c.type === "Ready");
+    t.equal(ready?.status, "False");
+    t.match(
+      ready?.message,
+      new RegExp(
+        `refused to pin container app of pod guarded-[^ ]+ to ${APP_IMAGE}:latest@${digest}: .*${POLICY_MESSAGE}`,
+      ),
+      "the message names the pod, the pin and the policy's answer",
+    );
+    t.ok(policy.denials >= 1, "the webhook denied the pin");
+    const events = await env.waitEvents(REASONS.PinFailed);
+    t.equal(events[0]?.["type"], "Warning", "a Warning Event");
+    const [gated] = await env.pods("app=guarded");
+    t.equal(gated?.spec.containers[0]?.image, `${APP_IMAGE}:latest`, "the pod is not pinned");
+    t.same(runningImages(await env.pods("app=guarded")), [], "the app container has not started");
+
+    await policy.remove();
+    const migrated = await env.waitReady("guarded", digest, 90_000);
+    t.equal(migrated.status?.lastSuccessfulMigration, digest);
+    await waitFor(async () => runningImages(await env.pods("app=guarded")).some((id) => id.endsWith(digest)), {
+      what: "the guarded pod to be pinned and released",
+      timeoutMs: 60_000,
+    });
+  },
+);

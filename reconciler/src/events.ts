@@ -15,6 +15,7 @@ const WARNING_REASONS: ReadonlySet<string> = new Set([
   REASONS.Failed,
   REASONS.ProbeFailed,
   REASONS.NoDigest,
+  REASONS.PinFailed,
   REASONS.InvalidSpec,
   REASONS.TemplateNotFound,
   UNPINNED_IMAGE_REASON,

@@ -31,6 +31,13 @@ export function isNotFound(error: unknown): boolean {
 export function isAlreadyExists(error: unknown): boolean {
   return error instanceof ApiError && error.status === 409 && error.reason === "AlreadyExists";
 }
+/**
+ * The API server refused the request as such — 400 Bad Request, 403 Forbidden (RBAC, or an admission
+ * webhook's denial), 422 Invalid — so sending it again unchanged will not help.
+ */
+export function isRefused(error: unknown): error is ApiError {
+  return error instanceof ApiError && (error.status === 400 || error.status === 403 || error.status === 422);
+}
 /** 409 Conflict: a resourceVersion or uid precondition did not hold. */
 export function isConflict(error: unknown): boolean {
   return error instanceof ApiError && error.status === 409 && error.reason !== "AlreadyExists";

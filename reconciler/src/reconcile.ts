@@ -58,6 +58,8 @@ import {
   collectionPath,
   isAlreadyExists,
   isConflict,
+  isNotFound,
+  isRefused,
   objectPath,
 } from "./kube.ts";
 import type { Kube } from "./kube.ts";
@@ -255,10 +257,27 @@ export async function reconcileMigrator(
     infos.push(info);
   }
 
-  // 2. Pin gated pods to the digest their node resolved, before anything can release them.
+  // 2. Pin gated pods to the digest their node resolved, before anything can release them. A pod
+  // deleted or replaced meanwhile is skipped (the cache will show it); a refusal (an admission policy
+  // against image changes, RBAC) is shown on the Migrator: that pod can never be released.
+  const refusedPins: string[] = [];
   for (const pin of pins) {
-    await pinPod(ctx, pin.pod, pin.container, pin.image);
-    log.info({ pod: `${namespace}/${pin.pod.metadata.name}`, image: pin.image }, "pinned pod image to its digest");
+    const pod = `${namespace}/${pin.pod.metadata.name}`;
+    try {
+      await pinPod(ctx, pin.pod, pin.container, pin.image);
+    } catch (error) {
+      if (isNotFound(error) || isConflict(error)) {
+        log.debug({ pod }, "pod gone or replaced before its pin; skipped");
+        continue;
+      }
+      if (!isRefused(error)) throw error;
+      refusedPins.push(
+        `the API server refused to pin container ${pin.container} of pod ${pin.pod.metadata.name} to ${pin.image}: ${error.message}`,
+      );
+      log.warn({ pod, image: pin.image, err: error }, "pin refused; the pod stays gated");
+      continue;
+    }
+    log.info({ pod, image: pin.image }, "pinned pod image to its digest");
   }
 
   // 3. Probes: delete those no pod needs any more (their pods are pinned or gone), create missing ones.
@@ -317,6 +336,13 @@ export async function reconcileMigrator(
     input.currentImage = pinImage(newest.container.image ?? "", wanted.digest);
   }
   if (decision.currentJob !== undefined) input.currentJob = decision.currentJob;
+  /** A refused pin outranks every other reason: those pods stay gated whatever else happens. */
+  const pinFailure = (): void => {
+    if (refusedPins.length === 0) return;
+    input.ready = false;
+    input.reason = REASONS.PinFailed;
+    input.message = refusedPins.slice(0, 3).join("; ");
+  };
 
   // 5. Jobs.
   let status: MigratorStatus | undefined = migrator.status;
@@ -336,6 +362,7 @@ export async function reconcileMigrator(
     input.reason = after.reason;
     input.message = after.message;
     if (after.currentJob !== undefined) input.currentJob = after.currentJob;
+    pinFailure();
     await writeStatus(ctx, migrator, status, input);
     migrationsSucceeded.inc({ namespace, migrator: name });
     log.info({ digest: record.digest, job: job.name }, "migration succeeded; digest recorded");
@@ -371,6 +398,7 @@ export async function reconcileMigrator(
   }
 
   // 6. Status and Events.
+  pinFailure();
   await writeStatus(ctx, migrator, status, input);
   return { requeueAfterMs };
 }

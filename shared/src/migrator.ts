@@ -76,6 +76,8 @@ export const REASONS = {
   Succeeded: "Succeeded",
   Failed: "Failed",
   NoDigest: "NoDigest",
+  /** The API server refused to pin a gated pod's image (an admission policy, RBAC): it cannot be released. */
+  PinFailed: "PinFailed",
   InvalidSpec: "InvalidSpec",
   TemplateNotFound: "TemplateNotFound",
 } as const;
