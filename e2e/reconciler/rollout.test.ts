@@ -4,18 +4,31 @@ import t from "tap";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { migrationsStarted, probeDuration } from "../../reconciler/src/metrics.ts";
-import { ANNOTATIONS, pinnedDigest } from "@digest-migrations/shared";
-import type { KubeObject, Pod } from "@digest-migrations/shared";
+import { probeDuration } from "../../reconciler/src/metrics.ts";
+import { ANNOTATIONS, API_VERSION, KIND, pinnedDigest } from "@digest-migrations/shared";
+import type { Container, KubeObject, Pod } from "@digest-migrations/shared";
+import { STRATEGIC_MERGE_PATCH } from "../node/kube.ts";
 import { deployment } from "../harness/objects.ts";
-import { delay, waitFor } from "../harness/wait.ts";
-import { APP_IMAGE, appContainer, appImage, describeMigrator, reconcilerEnv, runningImages } from "./setup.ts";
+import { waitFor } from "../harness/wait.ts";
+import {
+  APP_IMAGE,
+  appContainer,
+  appImage,
+  describeMigrator,
+  jobsStarted,
+  observe,
+  reconcilerEnv,
+  record,
+  runningImages,
+} from "./setup.ts";
 import type { ReconcilerEnv } from "./setup.ts";
 
 const SELECTOR = "app=web";
 
-function web(env: ReconcilerEnv, replicas = 2): KubeObject {
-  return deployment(env.namespace, "web", [appContainer(env)], { replicas, initContainers: [env.waiter("db")] });
+const PROBE_SELECTOR = "migrations.coderanger.net/role=probe";
+
+function web(env: ReconcilerEnv, replicas = 2, app: Container = appContainer(env)): KubeObject {
+  return deployment(env.namespace, "web", [app], { replicas, initContainers: [env.waiter("db")] });
 }
 
 async function restart(env: ReconcilerEnv, value: string): Promise<void> {
@@ -38,11 +51,60 @@ async function waitRunning(env: ReconcilerEnv, digest: string, replicas = 2): Pr
   );
 }
 
+/** A CPU quantity in millicores ("1m", "0.5", "2"); NaN when absent. */
+function millicores(quantity: string | undefined): number {
+  const m = /^(\d+(?:\.\d+)?)(m?)$/.exec(quantity ?? "");
+  return m === null ? Number.NaN : Number(m[1]) * (m[2] === "m" ? 1 : 1000);
+}
+
+/** A memory quantity in bytes ("4Mi", "16M", "1024"); NaN when absent. */
+function bytes(quantity: string | undefined): number {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|k|M|G)?$/.exec(quantity ?? "");
+  const scale: Record<string, number> = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, k: 1e3, M: 1e6, G: 1e9 };
+  return m === null ? Number.NaN : Number(m[1]) * (m[2] === undefined ? 1 : (scale[m[2]] ?? Number.NaN));
+}
+
+interface SecurityContext {
+  runAsNonRoot?: boolean;
+  allowPrivilegeEscalation?: boolean;
+  capabilities?: { drop?: string[] };
+  seccompProfile?: { type?: string };
+}
+
 t.test("first rollout, then a new push of the same tag", async (t) => {
-  const env = await reconcilerEnv(t);
-  const d1 = env.registry.push(APP_IMAGE, "latest", appImage("v1"));
-  await env.migrator("db", { selector: { matchLabels: { app: "web" } }, command: ["migrate"] });
-  await env.kube.createObject(web(env));
+  // Two nodes; the app's pods are pinned to node a by nodeSelector, so a probe that did not name the
+  // gated pods' node would be bound by the scheduler (the emulator) to the emptier node b.
+  const env = await reconcilerEnv(t, { nodes: ["a", "b"] });
+  const nodeA = env.nodeName("a");
+  const probes = await record<Pod>(t, env, `/api/v1/namespaces/${env.namespace}/pods`, PROBE_SELECTOR);
+  // A mutable tag other than `latest`, pulled Always: the apiserver would default a probe that did not
+  // copy the gated container's pull policy to IfNotPresent.
+  const tag = "main";
+  const d1 = env.registry.push(APP_IMAGE, tag, appImage("v1"));
+  await env.kube.createObject({
+    apiVersion: "v1",
+    kind: "ServiceAccount",
+    metadata: { name: "web", namespace: env.namespace },
+  });
+  const base = web(env, 2, { ...appContainer(env, `${APP_IMAGE}:${tag}`), imagePullPolicy: "Always" });
+  const template = (base.spec as { template: { spec: Pod["spec"] } }).template;
+  template.spec = {
+    ...template.spec,
+    serviceAccountName: "web",
+    imagePullSecrets: [{ name: "registry-credentials" }],
+    tolerations: [{ key: "example.com/dedicated", operator: "Equal", value: "web", effect: "NoSchedule" }],
+    nodeSelector: { "kubernetes.io/hostname": nodeA },
+  };
+  // The Deployment first: both gated pods exist and are bound before the Migrator (and so any probe).
+  await env.kube.createObject(base);
+  const gated = await waitFor(
+    async () => {
+      const pods = await env.pods(SELECTOR);
+      return pods.length === 2 && pods.every((p) => p.spec.nodeName === nodeA) ? pods : undefined;
+    },
+    { what: "both web pods to be created and bound to node a", timeoutMs: 60_000 },
+  );
+  const migrator = await env.migrator("db", { selector: { matchLabels: { app: "web" } }, command: ["migrate"] });
 
   // Gated pods → probe → one Job pinned to D1 → recorded → released.
   const m1 = await env.waitReady("db", d1, 90_000);
@@ -52,9 +114,14 @@ t.test("first rollout, then a new push of the same tag", async (t) => {
   t.equal(jobs1.length, 1, "one Job");
   const job1 = jobs1[0]!;
   const spec1 = (job1.spec as { template: { spec: Pod["spec"] } }).template.spec;
-  t.equal(spec1.containers[0]?.image, `${APP_IMAGE}:latest@${d1}`, "the Job runs the pinned digest");
+  t.equal(spec1.containers[0]?.image, `${APP_IMAGE}:${tag}@${d1}`, "the Job runs the pinned digest");
   t.equal(job1.metadata.annotations?.[ANNOTATIONS.digest], d1, "the Job is annotated with the digest");
-  await waitRunning(env, d1);
+  const running1 = await waitRunning(env, d1);
+  t.same(
+    running1.map((p) => p.metadata.uid).sort(),
+    gated.map((p) => p.metadata.uid).sort(),
+    "the gated pods themselves were released",
+  );
   // The probe that resolved D1 is removed once its pods are pinned, and its lifetime recorded.
   const resolvedProbes = await waitFor(
     async () => {
@@ -72,15 +139,58 @@ t.test("first rollout, then a new push of the same tag", async (t) => {
     ["v1"],
     "the migration ran exactly once",
   );
-  const probes = await env.pods("migrations.coderanger.net/role=probe");
-  await waitFor(async () => (await env.pods("migrations.coderanger.net/role=probe")).length === 0, {
+  await waitFor(async () => probes.deleted.size === probes.seen.size && (await env.pods(PROBE_SELECTOR)).length === 0, {
     what: "probe pods to be deleted after use",
     timeoutMs: 30_000,
   });
-  t.ok(probes.length <= 1, "at most one probe per node");
 
-  // CI pushes a new `latest`; the Deployment is restarted: exactly one more Job, for D2.
-  const d2 = env.registry.push(APP_IMAGE, "latest", appImage("v2"));
+  // One probe for both gated pods, reproducing how they pull, on their node, owned by the Migrator.
+  const all = probes.all();
+  t.equal(all.length, 1, "exactly one probe pod was created for both gated pods");
+  const probe = all[0]!;
+  t.ok(probes.deleted.has(probe.metadata.uid ?? ""), "it was deleted after use");
+  const gatedSpec = gated[0]!.spec;
+  const gatedApp = gatedSpec.containers.find((c) => c.name === "app")!;
+  t.ok(
+    gated.every(
+      (p) => Date.parse(p.metadata.creationTimestamp ?? "") <= Date.parse(probe.metadata.creationTimestamp ?? ""),
+    ),
+    "the probe started after both gated pods existed",
+  );
+  t.equal(probe.spec.nodeName, nodeA, "on the gated pods' node");
+  t.equal(probe.spec.serviceAccountName, "web", "with the gated pods' service account");
+  t.same(probe.spec.imagePullSecrets, [{ name: "registry-credentials" }], "with the gated pods' imagePullSecrets");
+  t.same(probe.spec.tolerations, gatedSpec.tolerations, "with the gated pods' tolerations");
+  t.ok(
+    probe.spec.tolerations?.some((tol) => tol.key === "example.com/dedicated"),
+    "including the template's own toleration",
+  );
+  const probeContainer = probe.spec.containers[0]!;
+  t.equal(probe.spec.containers.length, 1, "one container");
+  t.equal(probeContainer.image, gatedApp.image, "the gated container's image");
+  t.equal(gatedApp.imagePullPolicy, "Always");
+  t.equal(probeContainer.imagePullPolicy, gatedApp.imagePullPolicy, "the gated container's pull policy");
+  const sc = (probeContainer.securityContext ?? {}) as SecurityContext;
+  const podSc = (probe.spec.securityContext ?? {}) as SecurityContext;
+  t.ok(sc.runAsNonRoot === true || (podSc.runAsNonRoot === true && sc.runAsNonRoot !== false), "runAsNonRoot");
+  t.equal(sc.allowPrivilegeEscalation, false, "allowPrivilegeEscalation false");
+  t.same(sc.capabilities?.drop, ["ALL"], "capabilities drop ALL");
+  t.equal((sc.seccompProfile ?? podSc.seccompProfile)?.type, "RuntimeDefault", "seccompProfile RuntimeDefault");
+  const resources = (probeContainer.resources ?? {}) as Record<string, Record<string, string> | undefined>;
+  for (const kind of ["requests", "limits"]) {
+    const r = resources[kind] ?? {};
+    t.ok(millicores(r["cpu"]) <= 50, `small cpu ${kind} (${r["cpu"]})`);
+    t.ok(bytes(r["memory"]) <= 64 * 1024 ** 2, `small memory ${kind} (${r["memory"]})`);
+  }
+  t.match(
+    probe.metadata.ownerReferences,
+    [{ apiVersion: API_VERSION, kind: KIND, name: "db", uid: migrator.metadata.uid, controller: true }],
+    "owned by the Migrator",
+  );
+  t.equal(probe.metadata.ownerReferences?.length, 1, "and only by it");
+
+  // CI pushes a new tag; the Deployment is restarted: exactly one more Job, for D2.
+  const d2 = env.registry.push(APP_IMAGE, tag, appImage("v2"));
   t.not(d2, d1);
   await restart(env, "1");
   const m2 = await env.waitReady("db", d2, 90_000);
@@ -108,13 +218,11 @@ t.test("first rollout, then a new push of the same tag", async (t) => {
 });
 
 /** Migration Jobs the controller created for Migrator `db` of this test's namespace. */
-async function started(env: ReconcilerEnv): Promise<number> {
-  const metric = await migrationsStarted.get();
-  return metric.values.find((v) => v.labels.namespace === env.namespace && v.labels.migrator === "db")?.value ?? 0;
-}
+const started = (env: ReconcilerEnv): Promise<number> => jobsStarted(env, "db");
 
 t.test("a moving tag during a migration, old and new pods together, and a rollback", async (t) => {
-  const env = await reconcilerEnv(t);
+  // Revisits every second (resync), so the observation window below spans several full reconciles.
+  const env = await reconcilerEnv(t, { controller: { resyncSeconds: 1 } });
   const hold = path.join(mkdtempSync(path.join(tmpdir(), "dm-hold-")), "go");
   t.teardown(() => rmSync(path.dirname(hold), { recursive: true, force: true }));
   const d1 = env.registry.push(APP_IMAGE, "latest", appImage("v1"));
@@ -136,18 +244,17 @@ t.test("a moving tag during a migration, old and new pods together, and a rollba
   );
   // The tag moves again while D2 migrates.
   const d3 = env.registry.push(APP_IMAGE, "latest", appImage("v3"));
-  // A bounded observation window: the wanted digest never flaps back to D1 and no other Job starts.
-  const windowEnd = Date.now() + 3000;
-  while (Date.now() < windowEnd) {
-    const m = await env.getMigrator("db");
-    t.equal(m?.status?.currentDigest, d2, "the newest pods' digest stays wanted");
-    const jobs = await env.jobs();
-    t.ok(
-      jobs.every((j) => j.metadata.annotations?.[ANNOTATIONS.digest] !== d3),
-      "no Job for D3 yet",
-    );
-    await delay(250);
-  }
+  // An observation window over several revisits: the wanted digest never flaps back to D1 (or on to
+  // D3, which no pod runs yet) and no other Job starts.
+  const wantedSeen = new Set<string | undefined>();
+  const jobDigests = new Set<string | undefined>();
+  const visits = await observe(6000, async () => {
+    wantedSeen.add((await env.getMigrator("db"))?.status?.currentDigest);
+    for (const job of await env.jobs()) jobDigests.add(job.metadata.annotations?.[ANNOTATIONS.digest]);
+  });
+  t.ok(visits >= 4, `the window spans several revisits of the Migrator (${visits} reconciles)`);
+  t.same([...wantedSeen], [d2], "the newest pods' digest stays wanted");
+  t.notOk(jobDigests.has(d3), "no Job for D3 yet");
   t.equal(await started(env), 2, "exactly one Job for D2");
   writeFileSync(hold, "");
   await env.waitReady("db", d2, 90_000);
@@ -191,4 +298,53 @@ t.test("a moving tag during a migration, old and new pods together, and a rollba
   );
   const m = await env.waitReason("db", "Succeeded");
   t.equal(m.status?.currentDigest, d1);
+});
+
+t.test("a rollback of the pod template to an image pinned by digest", async (t) => {
+  const env = await reconcilerEnv(t);
+  const d1 = env.registry.push(APP_IMAGE, "latest", appImage("v1"));
+  await env.migrator("db", { selector: { matchLabels: { app: "web" } }, command: ["migrate"] });
+  await env.kube.createObject(web(env));
+  await env.waitReady("db", d1, 90_000);
+  await waitRunning(env, d1);
+  const d2 = env.registry.push(APP_IMAGE, "latest", appImage("v2"));
+  await restart(env, "1");
+  await env.waitReady("db", d2, 90_000);
+  await waitRunning(env, d2);
+  t.equal(await started(env), 2, "one Job per digest");
+
+  // `kubectl rollout undo` to a template that pinned D1 by digest: `latest` still means D2, so pods
+  // running D1 come from the template's digest, which was migrated before — no Job, immediate release.
+  await env.kube.patchObject(
+    "apps/v1",
+    "Deployment",
+    env.namespace,
+    "web",
+    { spec: { template: { spec: { containers: [{ name: "app", image: `${APP_IMAGE}@${d1}` }] } } } },
+    STRATEGIC_MERGE_PATCH,
+  );
+  const pods = await waitRunning(env, d1);
+  t.ok(
+    pods.every((p) => p.spec.containers[0]?.image === `${APP_IMAGE}@${d1}`),
+    "the pods run the template's pinned image",
+  );
+  const m = await waitFor(
+    async () => {
+      const current = await env.getMigrator("db");
+      const ready = current?.status?.conditions?.find((c) => c.type === "Ready");
+      return current?.status?.currentDigest === d1 && ready?.reason === "Succeeded" ? current : undefined;
+    },
+    { what: "the Migrator to report D1 Succeeded", timeoutMs: 60_000, describe: () => describeMigrator(env, "db") },
+  );
+  t.equal(m.status?.conditions?.find((c) => c.type === "Ready")?.status, "True", "Ready");
+  t.equal(await started(env), 2, "no Job for a template rollback");
+  t.notOk(
+    (await env.jobs()).some((j) => j.metadata.annotations?.[ANNOTATIONS.digest] === d1),
+    "no Job for D1 exists",
+  );
+  t.same(
+    (await env.applied()).map((r) => r.version),
+    ["v1", "v2"],
+    "each digest migrated exactly once",
+  );
 });

@@ -18,13 +18,15 @@ import {
 import type { Container, KubeObject, Migrator, MigratorSpec, Pod } from "@digest-migrations/shared";
 import { Controller, KubeConfig } from "../../reconciler/src/controller.ts";
 import { createLogger } from "../../reconciler/src/log.ts";
+import { migrationsStarted, reconcileDuration } from "../../reconciler/src/metrics.ts";
 import { createWaiterApi } from "../../reconciler/src/waiter-api.ts";
 import { testEnv } from "../harness/env.ts";
 import type { TestEnv, TestEnvOptions } from "../harness/env.ts";
 import { waiterImage } from "../harness/images.ts";
 import type { ImageContent } from "../node/registry.ts";
 import type { ObjectList } from "../node/kube.ts";
-import { waitFor } from "../harness/wait.ts";
+import { ListWatch } from "../node/list-watch.ts";
+import { delay, waitFor } from "../harness/wait.ts";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const APP = path.join(repo, "e2e/reconciler/fixtures/app.ts");
@@ -278,4 +280,74 @@ export async function reportRunning(env: ReconcilerEnv, podName: string, imageID
       },
     },
   });
+}
+
+/** Migration Jobs the controller created (digest_migrations_migrations_started_total) for `migrator` of `env`. */
+export async function jobsStarted(env: TestEnv, migrator = "db"): Promise<number> {
+  const metric = await migrationsStarted.get();
+  return metric.values.find((v) => v.labels.namespace === env.namespace && v.labels.migrator === migrator)?.value ?? 0;
+}
+
+/** Reconciles this process has run so far (every result), from digest_migrations_reconcile_duration_seconds. */
+export async function reconcileCount(): Promise<number> {
+  const metric = await reconcileDuration.get();
+  return metric.values
+    .filter((v) => v.metricName === "digest_migrations_reconcile_duration_seconds_count")
+    .reduce((sum, v) => sum + v.value, 0);
+}
+
+/** Every object of a collection the API showed since `record` was called, by uid, in its latest state. */
+export interface Recorded<T extends KubeObject> {
+  /** uid → the object as last seen (its final state, for deleted ones). */
+  readonly seen: Map<string, T>;
+  /** uids seen deleted. */
+  readonly deleted: Set<string>;
+  /** Objects in the order they were first seen. */
+  all(): T[];
+}
+
+/**
+ * Records every object of the collection at `path` (e.g. probe pods by label) from a list-watch,
+ * started (and synced) before this returns and stopped at the test's end — so an object created and
+ * deleted between two polls is still counted.
+ */
+export async function record<T extends KubeObject>(
+  t: Test,
+  env: TestEnv,
+  path: string,
+  labelSelector?: string,
+): Promise<Recorded<T>> {
+  const seen = new Map<string, T>();
+  const deleted = new Set<string>();
+  const watch = new ListWatch<T>(
+    env.kube,
+    path,
+    {
+      upsert: (obj) => void seen.set(obj.metadata.uid ?? "", obj),
+      remove: (obj) => {
+        seen.set(obj.metadata.uid ?? "", obj);
+        deleted.add(obj.metadata.uid ?? "");
+      },
+    },
+    { log: (msg) => env.log(msg), ...(labelSelector === undefined ? {} : { labelSelector }) },
+  );
+  t.teardown(() => watch.stop());
+  await watch.start();
+  return { seen, deleted, all: () => [...seen.values()] };
+}
+
+/**
+ * An observation window, for asserting that nothing happens: runs `check` every 250 ms for `ms`
+ * milliseconds and returns how many reconciles ran meanwhile, so the test can assert that the window
+ * spanned several revisits of the Migrator (run the controller with a short `resyncSeconds`).
+ */
+export async function observe(ms: number, check: () => Promise<void>): Promise<number> {
+  const before = await reconcileCount();
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    await check();
+    await delay(250);
+  }
+  await check();
+  return (await reconcileCount()) - before;
 }

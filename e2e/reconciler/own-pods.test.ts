@@ -1,0 +1,121 @@
+// The reconciler's own pods are never application pods: a Migrator whose spec.labels (added to its
+// migration Job's pods) match its own spec.selector still migrates once and keeps the app's digest.
+//
+// For that to be observable the Job pod must look like a newer application pod running another
+// digest: the migrations run from their own image (upstream's spec.image), pinned by its own digest,
+// and the application is a StatefulSet: its pods carry no Deployment revision, so pods are ordered by
+// creation time (one-second resolution), then by name — and the Job pod's name (`db-…`) sorts after
+// the app pod's (`api-0`), so the Job pod always counts as the newer. A live Job pod taken for an
+// application pod would make the migrations image's digest the wanted one: a second Job, and the
+// first deleted as stale.
+import t from "tap";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { CONDITION_READY, LABELS } from "@digest-migrations/shared";
+import type { KubeObject, Pod } from "@digest-migrations/shared";
+import { waitFor } from "../harness/wait.ts";
+import {
+  APP_IMAGE,
+  appContainer,
+  appImage,
+  describeMigrator,
+  jobsStarted,
+  observe,
+  reconcilerEnv,
+  record,
+  runningImages,
+} from "./setup.ts";
+
+const MIGRATIONS_IMAGE = "registry.example/app-migrations";
+
+t.test("a Migrator whose Job pods match its own selector", async (t) => {
+  // Revisits every second (resync), so each observation window spans several full reconciles.
+  const env = await reconcilerEnv(t, { controller: { resyncSeconds: 1 } });
+  const jobs = await record<KubeObject>(t, env, `/apis/batch/v1/namespaces/${env.namespace}/jobs`);
+  const probes = await record<Pod>(t, env, `/api/v1/namespaces/${env.namespace}/pods`, `${LABELS.role}=probe`);
+  const hold = path.join(mkdtempSync(path.join(tmpdir(), "dm-hold-")), "go");
+  t.teardown(() => rmSync(path.dirname(hold), { recursive: true, force: true }));
+  const d1 = env.registry.push(APP_IMAGE, "latest", appImage("v1"));
+  const migrations = env.registry.push(MIGRATIONS_IMAGE, "v1", appImage("m1", { HOLD_FILE: hold }));
+  await env.migrator("db", {
+    selector: { matchLabels: { app: "api" } },
+    labels: { app: "api" },
+    image: `${MIGRATIONS_IMAGE}@${migrations}`,
+    command: ["migrate"],
+  });
+  await env.kube.createObject({
+    apiVersion: "apps/v1",
+    kind: "StatefulSet",
+    metadata: { name: "api", namespace: env.namespace },
+    spec: {
+      serviceName: "api",
+      replicas: 1,
+      selector: { matchLabels: { app: "api" } },
+      template: {
+        metadata: { labels: { app: "api" } },
+        spec: { terminationGracePeriodSeconds: 5, initContainers: [env.waiter("db")], containers: [appContainer(env)] },
+      },
+    },
+  });
+
+  // The migration is held: its pod is live, labelled app=api, and newer than the application's pod.
+  const jobPod = await waitFor(
+    async () =>
+      (await env.pods(`${LABELS.role}=migration`)).find(
+        (p) => p.status?.phase === "Running" && p.metadata.labels?.["app"] === "api",
+      ),
+    { what: "the migration Job's pod to run", timeoutMs: 90_000, describe: () => describeMigrator(env, "db") },
+  );
+  const selected = await env.pods("app=api");
+  t.equal(selected.length, 2, "the app pod and the Job pod both match spec.selector");
+  const appPod = selected.find((p) => p.metadata.name === "api-0");
+  t.ok(
+    Date.parse(appPod?.metadata.creationTimestamp ?? "") <= Date.parse(jobPod.metadata.creationTimestamp ?? "") &&
+      (jobPod.metadata.name ?? "") > "api-0",
+    "the Job pod orders as the newer pod (creation time, then name)",
+  );
+  t.equal(await jobsStarted(env), 1, "one Job started");
+  const wanted = new Set<string | undefined>();
+  const jobPodPhases = new Set<string | undefined>();
+  const during = await observe(6000, async () => {
+    wanted.add((await env.getMigrator("db"))?.status?.currentDigest);
+    jobPodPhases.add(
+      (await env.pods(`${LABELS.role}=migration`)).find((p) => p.metadata.uid === jobPod.metadata.uid)?.status?.phase,
+    );
+  });
+  t.ok(during >= 4, `the window spans several revisits of the Migrator (${during} reconciles)`);
+  t.same([...jobPodPhases], ["Running"], "the Job pod ran throughout the window");
+  t.same([...wanted], [d1], "the app's digest stays wanted while the Job pod runs");
+  t.equal(await jobsStarted(env), 1, "no second Job while the first runs");
+  t.equal(jobs.seen.size, 1, "no other Job ever appeared");
+
+  writeFileSync(hold, "");
+  const ready = await env.waitReady("db", d1, 90_000);
+  t.equal(ready.status?.lastSuccessfulMigration, d1, "the app's digest is recorded");
+  await waitFor(async () => runningImages(await env.pods("app=api")).some((id) => id.endsWith(`@${d1}`)), {
+    what: "the app pod to be released",
+    timeoutMs: 60_000,
+    describe: () => describeMigrator(env, "db"),
+  });
+  const probesBefore = probes.seen.size;
+  t.equal(probesBefore, 1, "one probe, for the app pod");
+
+  // After the migration, over several revisits: nothing more is started and the digest stays the app's.
+  const states = new Set<string>();
+  const after = await observe(6000, async () => {
+    const m = await env.getMigrator("db");
+    const condition = m?.status?.conditions?.find((c) => c.type === CONDITION_READY);
+    states.add(JSON.stringify([m?.status?.currentDigest, m?.status?.lastSuccessfulMigration, condition?.reason]));
+  });
+  t.ok(after >= 4, `the window spans several revisits of the Migrator (${after} reconciles)`);
+  t.same([...states], [JSON.stringify([d1, d1, "Succeeded"])], "Succeeded with the app's digest throughout");
+  t.equal(await jobsStarted(env), 1, "exactly one Job was ever created");
+  t.equal(jobs.seen.size, 1, "no other Job ever appeared");
+  t.equal(probes.seen.size, probesBefore, "no probe appeared after the migration");
+  t.same(
+    (await env.applied()).map((r) => [r.version, r.digest]),
+    [["m1", d1]],
+    "one migration, keyed on the app's digest",
+  );
+});
