@@ -2,9 +2,10 @@
 // stdout; progress goes to stderr.
 //
 //   node e2e/bench/bench.ts [--quick] [--only render,waiter,latency,scale] [--runs N] [--sizes 200,2000]
-//                           [--out file.md]
+//                           [--scale 40x1000,200x5000] [--out file.md]
 //
 // --quick: smaller trees and fewer runs, a smoke test of the whole pipeline (figures not meaningful).
+// --scale: the scale benchmark's sizes, Migrators × pods (default 40x1000,200x5000; --quick 10x200).
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -14,6 +15,7 @@ import type { BenchCluster } from "./control-plane.ts";
 import { latencyBench } from "./latency.ts";
 import { rssMethod } from "./measure.ts";
 import { scaleBench } from "./scale.ts";
+import type { ScaleSize } from "./scale.ts";
 import { PLUGIN_BUNDLE, renderBench, renderGrowth } from "./render.ts";
 import { formatTable } from "./table.ts";
 import type { Table } from "./table.ts";
@@ -27,6 +29,8 @@ export interface BenchOptions {
   sections: Section[];
   runs?: number;
   sizes?: number[];
+  /** Scale sizes (Migrators × pods). */
+  scaleSizes?: ScaleSize[];
   log: (line: string) => void;
 }
 
@@ -91,12 +95,14 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         }
         if (options.sections.includes("scale")) {
           const scale = await scaleBench(bench, {
-            sizes: options.quick
-              ? [{ migrators: 10, pods: 200 }]
-              : [
-                  { migrators: 40, pods: 1000 },
-                  { migrators: 200, pods: 5000 },
-                ],
+            sizes:
+              options.scaleSizes ??
+              (options.quick
+                ? [{ migrators: 10, pods: 200 }]
+                : [
+                    { migrators: 40, pods: 1000 },
+                    { migrators: 200, pods: 5000 },
+                  ]),
             idleSeconds: options.quick ? 5 : 30,
             log: options.log,
           });
@@ -136,6 +142,19 @@ function positiveInts(flag: string, value: string): number[] {
   });
 }
 
+/** "40x1000,200x5000" → Migrators × pods; each Migrator gets at least one pod. */
+export function parseScaleSizes(value: string): ScaleSize[] {
+  return value.split(",").map((s) => {
+    const match = /^\s*(\d+)\s*[x×]\s*(\d+)\s*$/.exec(s);
+    const migrators = Number(match?.[1]);
+    const pods = Number(match?.[2]);
+    if (match === null || migrators <= 0 || pods < migrators) {
+      throw new Error(`--scale: "${s}" is not MIGRATORSxPODS with 0 < Migrators ≤ pods (e.g. 40x1000)`);
+    }
+    return { migrators, pods };
+  });
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -143,6 +162,7 @@ async function main(): Promise<void> {
       only: { type: "string" },
       runs: { type: "string" },
       sizes: { type: "string" },
+      scale: { type: "string" },
       out: { type: "string" },
     },
     strict: true,
@@ -155,6 +175,7 @@ async function main(): Promise<void> {
   };
   if (values.runs !== undefined) options.runs = positiveInts("--runs", values.runs)[0];
   if (values.sizes !== undefined) options.sizes = positiveInts("--sizes", values.sizes);
+  if (values.scale !== undefined) options.scaleSizes = parseScaleSizes(values.scale);
   const report = await runBench(options);
   process.stdout.write(report.text);
   if (values.out !== undefined) writeFileSync(values.out, report.text);

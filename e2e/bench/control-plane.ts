@@ -139,19 +139,35 @@ export function shippedNodeOptions(): string {
   return value;
 }
 
+export interface StartReconcilerOptions {
+  /** Give up waiting for the caches to sync after this long (default 300 s). */
+  timeoutMs?: number;
+  /** Cap on waiter long-polls held at once (the runner keeps the shipped default, 2,000, unless told). */
+  waiterMaxLongPolls?: number;
+  /** Called when the waiter API listens — before the caches sync — with its base URL and the process id. */
+  onListening?: (url: string, pid: number) => void;
+  /** Receives the runner's log lines (JSON), if BENCH_LOG_LEVEL in the environment asks it to log. */
+  log?: (line: string) => void;
+}
+
 /** Starts the reconciler runner for `namespaces` and resolves once its caches are synced. */
 export async function startReconciler(
   bench: BenchCluster,
   namespaces: string[],
-  timeoutMs = 300_000,
+  options: StartReconcilerOptions = {},
 ): Promise<RunningReconciler> {
+  const timeoutMs = options.timeoutMs ?? 300_000;
+  const env: NodeJS.ProcessEnv = {
+    NODE_OPTIONS: shippedNodeOptions(),
+    PATH: process.env["PATH"],
+    KUBECONFIG: bench.reconcilerKubeconfig,
+    BENCH_NAMESPACES: namespaces.join(","),
+  };
+  const logLevel = process.env["BENCH_LOG_LEVEL"];
+  if (logLevel !== undefined) env["BENCH_LOG_LEVEL"] = logLevel;
+  if (options.waiterMaxLongPolls !== undefined) env["BENCH_WAITER_MAX_LONG_POLLS"] = String(options.waiterMaxLongPolls);
   const child = spawn(process.execPath, [bench.runner], {
-    env: {
-      NODE_OPTIONS: shippedNodeOptions(),
-      PATH: process.env["PATH"],
-      KUBECONFIG: bench.reconcilerKubeconfig,
-      BENCH_NAMESPACES: namespaces.join(","),
-    },
+    env,
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stderr = "";
@@ -166,8 +182,17 @@ export async function startReconciler(
     while ((nl = buffered.indexOf("\n")) >= 0) {
       const line = buffered.slice(0, nl);
       buffered = buffered.slice(nl + 1);
-      const event = JSON.parse(line) as { event: string; port?: number; ms?: number };
-      if (event.event === "listening") port = event.port;
+      let event: { event?: string; port?: number; ms?: number };
+      try {
+        event = JSON.parse(line) as typeof event;
+      } catch {
+        event = {};
+      }
+      if (event.event === undefined) options.log?.(line);
+      if (event.event === "listening") {
+        port = event.port;
+        options.onListening?.(`http://127.0.0.1:${port}`, child.pid ?? 0);
+      }
       if (event.event === "synced") {
         syncedMs = event.ms;
         syncedAt = Date.now();

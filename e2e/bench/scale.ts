@@ -4,16 +4,23 @@
 // running, app waiting). It also plays the kubelet for migration Jobs' pods (status Succeeded), so
 // the Job controller completes the Jobs and the reconciler records every digest.
 //
+// Every gated pod's waiter is played by the benchmark process (long-polls.ts): from the moment the
+// reconciler's waiter API listens (before its caches sync) each pod holds one long-poll shaped as the
+// waiter's, re-polls when answered not ready, and stops once answered ready — so the reconciler
+// holds one connection per gated pod for the whole time the pods are gated, as in a cluster.
+//
 // Measured on the reconciler process (reconciler-runner, its own process): start-up to caches
 // synced with everything already there, peak and idle RSS, CPU while idle, and its API requests as
 // the apiserver's audit log records them: by verb while idle, LISTs after sync, and writes per
-// migrated digest while the M digests are migrated.
+// migrated digest while the M digests are migrated. With the long-polls: how many were held at
+// once, peak RSS and CPU while the pods were gated, and per Migrator the time from the benchmark's
+// watch seeing its digest recorded to the last of its pods' long-polls answering ready.
 import { createHash } from "node:crypto";
 import { API_VERSION, KIND, LABELS, PLURAL, waiterInitContainer } from "@digest-migrations/shared";
 import type { Migrator, Pod } from "@digest-migrations/shared";
-import { waitFor } from "../harness/wait.ts";
+import { errorText, waitFor } from "../harness/wait.ts";
 import { MERGE_PATCH } from "../node/kube.ts";
-import type { ObjectList, WatchEvent } from "../node/kube.ts";
+import type { WatchEvent } from "../node/kube.ts";
 import {
   WRITE_VERBS,
   countByVerb,
@@ -24,7 +31,10 @@ import {
   writesByTarget,
 } from "./control-plane.ts";
 import type { BenchCluster } from "./control-plane.ts";
-import { linearFit } from "./stats.ts";
+import { WAITER_POLL_TIMEOUT_SECONDS, WaiterLongPolls } from "./long-polls.ts";
+import type { LongPollTarget, Outcomes } from "./long-polls.ts";
+import { linearFit, summarize } from "./stats.ts";
+import type { Summary } from "./stats.ts";
 import { megabytes, millis, seconds, verdict } from "./table.ts";
 import type { Table } from "./table.ts";
 import { r2 } from "./render.ts";
@@ -54,6 +64,24 @@ export interface ScaleRun extends ScaleSize {
   requestsPerDigest: Map<string, number>;
   writesPerDigest: number;
   writeTargets: Map<string, number>;
+  /** Most waiter long-polls in flight at once, and how long after the API listened that was first reached. */
+  peakHeld: number;
+  peakHeldAfterMs: number;
+  /** VmHWM when the last waiter was answered ready: process start → last release, the long-polls held throughout. */
+  heldPeakRssKb: number;
+  /** CPU from the waiter API listening to the last waiter answered ready, % of one core. */
+  gatedCpuPercent: number;
+  gatedMs: number;
+  /** Per Migrator: digest recorded (benchmark's watch) → the last of its pods answered ready. */
+  release: Summary;
+  /** Of the pods answered ready, those answered on a long-poll sent before their digest was recorded (held), and after (a re-poll). */
+  readyOnHeld: { count: number; ms: Summary };
+  readyOnRepoll: { count: number; ms: Summary };
+  /** Waiter API requests by outcome, and not-ready answers by reason. */
+  outcomes: Outcomes;
+  notReadyReasons: Outcomes;
+  /** Ready answers naming another digest than the pod's (must be 0). */
+  wrongDigest: number;
 }
 
 function fakeDigest(seed: string): string {
@@ -97,18 +125,22 @@ async function scaleRun(
     return { name: `${migrator}-pod-${String(Math.floor(i / migrators.length)).padStart(4, "0")}`, migrator };
   });
   const now = new Date().toISOString();
+  const targets: LongPollTarget[] = [];
   await pool(pods, 32, async ({ name, migrator }) => {
     const image = `${APP_IMAGE}:latest@${digestOf.get(migrator)}`;
     const waiter = waiterInitContainer(migrator, "app", {
       image: "registry.example/digest-migrations:bench",
       apiUrl: "http://127.0.0.1:1",
     });
-    await kube.create(`/api/v1/namespaces/${ns}/pods`, {
+    // The pods' waiter URL is a placeholder (nothing runs the init container): the benchmark
+    // plays every waiter itself against the runner's waiter API, whose port is known only once it listens.
+    const created = await kube.create<Pod>(`/api/v1/namespaces/${ns}/pods`, {
       apiVersion: "v1",
       kind: "Pod",
       metadata: { name, namespace: ns, labels: { app: migrator } },
       spec: { nodeName: "scale-node", initContainers: [waiter], containers: [{ name: "app", image }] },
     });
+    targets.push({ namespace: ns, pod: name, podUID: created.metadata.uid ?? "", migrator, container: "app" });
     // A gated pod as the kubelet reports it: the waiter running, the app container not started.
     await kube.request("PATCH", `/api/v1/namespaces/${ns}/pods/${name}/status`, {
       contentType: MERGE_PATCH,
@@ -177,28 +209,84 @@ async function scaleRun(
       if (!stop.signal.aborted) log(`scale: Job pod watch ended: ${String(error)}`);
     });
 
-  log(`scale: ${size.migrators} Migrators, ${size.pods} pods: starting the reconciler`);
-  const reconciler = await startReconciler(bench, [ns]);
-  try {
-    const migrated = await waitFor(
-      async () => {
-        const list = await kube.get<ObjectList<Migrator>>(`/apis/${API_VERSION}/namespaces/${ns}/${PLURAL}`);
-        const done = list.items.filter(
-          (m) => m.status?.lastSuccessfulMigration === digestOf.get(m.metadata.name ?? ""),
+  // When the benchmark's own watch first sees each Migrator's digest recorded.
+  const recordedAt = new Map<string, number>();
+  const migratorWatch = (async () => {
+    while (!stop.signal.aborted) {
+      try {
+        await kube.watch<Migrator>(
+          `/apis/${API_VERSION}/namespaces/${ns}/${PLURAL}`,
+          { allowWatchBookmarks: false },
+          (e: WatchEvent<Migrator>) => {
+            const name = e.object.metadata.name ?? "";
+            if (recordedAt.has(name) || e.object.status?.lastSuccessfulMigration !== digestOf.get(name)) return;
+            recordedAt.set(name, Date.now());
+          },
+          stop.signal,
         );
-        return done.length === size.migrators ? Date.now() : undefined;
+      } catch (error) {
+        if (!stop.signal.aborted) log(`scale: Migrator watch ended (${errorText(error)}); watching again`);
+      }
+    }
+  })();
+
+  // Every gated pod's waiter, from the moment the waiter API listens until the pod is answered ready.
+  let polls: WaiterLongPolls | undefined;
+  let listening: { at: number; cpuMs: number } | undefined;
+  let lastReady: { at: number; hwmKb: number; cpuMs: number } | undefined;
+  let pid = 0;
+  const onReady = (): void => {
+    if (polls?.done !== true || lastReady !== undefined) return;
+    // The instant the last waiter is answered: the process's peak so far covers the gated window.
+    const at = Date.now();
+    try {
+      const stats = processStats(pid);
+      lastReady = { at, hwmKb: stats.hwmKb, cpuMs: stats.cpuMs };
+    } catch (error) {
+      log(`scale: reading /proc/${pid} failed: ${errorText(error)}`);
+      lastReady = { at, hwmKb: Number.NaN, cpuMs: Number.NaN };
+    }
+  };
+  log(`scale: ${size.migrators} Migrators, ${size.pods} pods: starting the reconciler and ${size.pods} waiters`);
+  const stopEarly = async (): Promise<void> => {
+    stop.abort();
+    await Promise.all([completer, migratorWatch, polls?.stop()]);
+  };
+  const reconciler = await startReconciler(bench, [ns], {
+    // One long-poll per gated pod, above the shipped cap of 2,000 at 5,000 pods (see the table notes).
+    waiterMaxLongPolls: Math.max(size.pods, 2000),
+    log: (line) => log(`scale: reconciler: ${line}`),
+    onListening: (url, childPid) => {
+      pid = childPid;
+      try {
+        listening = { at: Date.now(), cpuMs: processStats(childPid).cpuMs };
+      } catch (error) {
+        log(`scale: reading /proc/${childPid} failed: ${errorText(error)}`);
+      }
+      polls = new WaiterLongPolls(url, targets, { onReady });
+      polls.start((t) => digestOf.get(t.migrator));
+    },
+  }).catch(async (error: unknown) => {
+    await stopEarly();
+    throw error;
+  });
+  try {
+    await waitFor(() => recordedAt.size === size.migrators && polls?.done === true && lastReady !== undefined, {
+      what: `${size.migrators} Migrators to record their digests and ${size.pods} waiters to be answered ready`,
+      timeoutMs: 900_000,
+      intervalMs: 100,
+      describe: () => {
+        const outcomes = verbs(polls?.outcomes ?? new Map<string, number>());
+        return (
+          `${recordedAt.size} of ${size.migrators} digests recorded, ${polls?.readyAt.size ?? 0} of ${size.pods} ` +
+          `waiters answered ready, ${polls?.held ?? 0} long-polls held; waiter requests: ${outcomes}`
+        );
       },
-      {
-        what: `${size.migrators} Migrators to record their digests`,
-        timeoutMs: 900_000,
-        intervalMs: 500,
-        describe: async () => {
-          const list = await kube.get<ObjectList<Migrator>>(`/apis/${API_VERSION}/namespaces/${ns}/${PLURAL}`);
-          const pending = list.items.filter((m) => m.status?.lastSuccessfulMigration === undefined);
-          return `${pending.length} pending, e.g. ${JSON.stringify(pending[0]?.status)}`;
-        },
-      },
-    );
+    });
+    const migrated = Math.max(...recordedAt.values());
+    const longPolls = polls as WaiterLongPolls;
+    // Every pod released: its waiter would have exited, so no waiter connection stays open while idle.
+    await longPolls.stop();
     // Let trailing writes of the migration phase (conditions, events) land before the idle window.
     const settle = 5_000;
     await new Promise((resolve) => setTimeout(resolve, settle));
@@ -214,6 +302,19 @@ async function scaleRun(
     const perDigest = countByVerb(audit, reconciler.syncedAt, migrated + settle);
     for (const [verb, n] of perDigest) perDigest.set(verb, n / size.migrators);
     const writes = [...perDigest].filter(([verb]) => WRITE_VERBS.has(verb)).reduce((s, [, n]) => s + n, 0);
+    const releaseMs = migrators.map((m) => {
+      const ready = targets.filter((t) => t.migrator === m).map((t) => longPolls.readyAt.get(t.pod) ?? Number.NaN);
+      return Math.max(...ready) - (recordedAt.get(m) ?? Number.NaN);
+    });
+    const onHeld: number[] = [];
+    const onRepoll: number[] = [];
+    for (const t of targets) {
+      const recorded = recordedAt.get(t.migrator) ?? Number.NaN;
+      const span = (longPolls.readyAt.get(t.pod) ?? Number.NaN) - recorded;
+      ((longPolls.readySentAt.get(t.pod) ?? Number.NaN) <= recorded ? onHeld : onRepoll).push(span);
+    }
+    const released = lastReady as { at: number; hwmKb: number; cpuMs: number };
+    const gatedFrom = listening ?? { at: Number.NaN, cpuMs: Number.NaN };
     const run: ScaleRun = {
       ...size,
       syncedMs: reconciler.syncedMs,
@@ -226,15 +327,33 @@ async function scaleRun(
       requestsPerDigest: perDigest,
       writesPerDigest: writes,
       writeTargets: writesByTarget(audit, reconciler.syncedAt, migrated + settle),
+      peakHeld: longPolls.peak.held,
+      peakHeldAfterMs: longPolls.peak.msAfterStart,
+      heldPeakRssKb: released.hwmKb,
+      gatedCpuPercent: ((released.cpuMs - gatedFrom.cpuMs) / (released.at - gatedFrom.at)) * 100,
+      gatedMs: released.at - gatedFrom.at,
+      release: summarize(releaseMs),
+      readyOnHeld: { count: onHeld.length, ms: summarize(onHeld) },
+      readyOnRepoll: { count: onRepoll.length, ms: summarize(onRepoll) },
+      outcomes: longPolls.outcomes,
+      notReadyReasons: longPolls.notReadyReasons,
+      wrongDigest: longPolls.wrongDigest,
     };
     return run;
   } finally {
     stop.abort();
     await completer;
+    await migratorWatch;
+    // Stop every poll still running (a failed run) and close every socket before the reconciler goes.
+    await polls?.stop();
     await reconciler.stop();
     // Free the apiserver for the next size: the namespace controller removes the objects.
     await kube.delete(`/api/v1/namespaces/${ns}`);
   }
+}
+
+function p50p95max(s: Summary): string {
+  return s.n === 0 ? "–" : `${millis(s.median)} / ${millis(s.p95)} / ${millis(s.max)}`;
 }
 
 function verbs(counts: Map<string, number>, digits = 0): string {
@@ -256,7 +375,33 @@ export async function scaleBench(
     columns: ["figure", ...runs.map((r) => `${r.migrators} Migrators × ${r.pods} pods`), "target", "met"],
     rows: [],
     notes: [
-      "requests counted by the apiserver's audit log (only the reconciler's ServiceAccount is audited).",
+      "requests counted by the apiserver's audit log (only the reconciler's ServiceAccount is audited). The " +
+        "waiters' long-polls go to the reconciler's own waiter API, not to the apiserver, so they are not in " +
+        "the audit log and not in any request count here; the benchmark's own requests (pods, its watches) use " +
+        "admin credentials and are not counted either.",
+      `waiters: the benchmark plays every gated pod's waiter (${WAITER_POLL_TIMEOUT_SECONDS} s long-polls shaped ` +
+        "as reconciler/src/waiter.ts sends them, over one keep-alive node:http Agent with a socket per pod), " +
+        "from the waiter API listening (before the caches sync) until the pod is answered ready; a not-ready " +
+        "answer is re-polled at once, or after ~1 s if it came back within a second, errors and 429s with the " +
+        "waiter's backoff. After the last release every waiter socket is closed, so the idle window holds none.",
+      "long-polls held: requests in flight at once, counted by the benchmark (sent, not yet answered).",
+      "RSS windows: peak RSS (VmHWM) is the whole process life, start-up to the end of the idle window (it " +
+        "includes the long-polls); peak RSS with the long-polls held is VmHWM read the moment the last waiter " +
+        "is answered ready (start-up → last release; the long-polls are held from the API listening, before " +
+        "the caches sync, until then); RSS while idle is VmRSS at the end of the idle window, no waiter connected.",
+      "CPU while the pods are gated: the reconciler's CPU time from its waiter API listening to the last waiter " +
+        "answered ready, over that wall time — it includes the caches' sync and the migrations, not only the " +
+        "long-polls. CPU while idle: the idle window, no waiter connected.",
+      "start-up to caches synced now includes answering the waiters' first long-polls, which arrive during the " +
+        "sync (as in a cluster where gated pods' waiters are retrying when the reconciler starts).",
+      "digest recorded → waiters answered: per Migrator, from the benchmark's watch seeing " +
+        "status.lastSuccessfulMigration set to its digest to the last of its pods' long-polls answering ready " +
+        "(a waiter can be answered before the benchmark's watch delivers the status, so a span can be " +
+        "negative); synced → every digest recorded is now taken from the same watch (before: a LIST every 500 ms).",
+      "the runner raises the waiter API's per-address rate limit (burst and rate 100,000; shipped: burst 20, " +
+        "5/s) because every waiter here connects from 127.0.0.1, where in a cluster each pod has its own " +
+        "address; and its cap on long-polls held at once to the pod count when that is above the shipped " +
+        "default of 2,000 per replica (--waiter-max-long-polls), so every gated pod can be held.",
       "writes per digest: every create/update/patch/delete from caches synced until every digest was recorded " +
         "(+5 s), divided by the number of Migrators (one digest each).",
       "the runner is the Controller and the waiter API without leader election: a replica also renews its " +
@@ -284,6 +429,20 @@ export async function scaleBench(
     last && last.idleRssKb / 1024 <= SCALE_TARGETS.rssMb,
   );
   row("CPU while idle (% of one core)", (r) => `${r.idleCpuPercent.toFixed(2)} %`, "–");
+  row("waiter long-polls held (peak)", (r) => `${r.peakHeld} of ${r.pods} pods`, "–");
+  row(
+    "peak RSS with the long-polls held (VmHWM, start-up → last waiter answered)",
+    (r) => megabytes(r.heldPeakRssKb),
+    `≤ ${SCALE_TARGETS.rssMb} MB`,
+    last && last.heldPeakRssKb / 1024 <= SCALE_TARGETS.rssMb,
+  );
+  row(
+    "CPU while the pods are gated (% of one core, API listening → last waiter answered)",
+    (r) => `${r.gatedCpuPercent.toFixed(1)} % over ${seconds(r.gatedMs)}`,
+    "–",
+  );
+  row("digest recorded → every waiter of that Migrator answered ready: p50/p95/max", (r) => p50p95max(r.release), "–");
+  row("waiter API requests, by answer", (r) => verbs(r.outcomes), "–");
   row(`requests while idle (${options.idleSeconds} s), by verb`, (r) => verbs(r.idleRequests), "–");
   row("LIST requests after sync", (r) => String(r.listsAfterSync), "0", last && last.listsAfterSync === 0);
   row("requests per migrated digest, by verb", (r) => verbs(r.requestsPerDigest, 2), "–");
@@ -294,6 +453,15 @@ export async function scaleBench(
     last && last.writesPerDigest <= SCALE_TARGETS.writesPerDigest,
   );
   if (last) {
+    table.notes.push(
+      `waiters at ${last.migrators} × ${last.pods}: the peak of ${last.peakHeld} long-polls in flight was first ` +
+        `reached ${millis(last.peakHeldAfterMs)} after the waiter API listened; not-ready answers by reason: ` +
+        `${verbs(last.notReadyReasons)}; ready answers naming another digest than the pod's: ${last.wrongDigest}. ` +
+        `Pods answered ready on a long-poll held since before the watch saw the digest: ${last.readyOnHeld.count} ` +
+        `(digest recorded → answered p50/p95/max ${p50p95max(last.readyOnHeld.ms)}); on a re-poll sent after it ` +
+        `(the waiter was between polls, e.g. in its 1 s pause after an early not-ready answer): ` +
+        `${last.readyOnRepoll.count} (${p50p95max(last.readyOnRepoll.ms)}).`,
+    );
     table.notes.push(
       `writes at ${last.migrators} × ${last.pods}, by target: ${[...last.writeTargets]
         .map(([k, n]) => `${k} ${(n / last.migrators).toFixed(2)}`)
@@ -314,6 +482,11 @@ export async function scaleBench(
     fit(
       "reconciler peak RSS",
       (r) => r.peakRssKb,
+      (v) => `${(v / 1024).toFixed(1)} MB`,
+    );
+    fit(
+      "reconciler peak RSS, long-polls held",
+      (r) => r.heldPeakRssKb,
       (v) => `${(v / 1024).toFixed(1)} MB`,
     );
     fit(
