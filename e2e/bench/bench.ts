@@ -2,9 +2,11 @@
 // stdout; progress goes to stderr.
 //
 //   node e2e/bench/bench.ts [--quick] [--only render,waiter,latency,scale] [--runs N] [--sizes 200,2000]
-//                           [--scale 40x1000,200x5000] [--out file.md]
+//                           [--heavy-runs N] [--scale 40x1000,200x5000] [--out file.md]
 //
 // --quick: smaller trees and fewer runs, a smoke test of the whole pipeline (figures not meaningful).
+// --heavy-runs: runs of kubectl kustomize and the plugin on a Kustomize tree above 2,000 objects (default --runs;
+//   at 10,000 objects each takes minutes).
 // --scale: the scale benchmark's sizes, Migrators × pods (default 40x1000,200x5000; --quick 10x200).
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -29,6 +31,8 @@ export interface BenchOptions {
   sections: Section[];
   runs?: number;
   sizes?: number[];
+  /** Runs of the Kustomize columns above 2,000 objects (default: runs). */
+  heavyRuns?: number;
   /** Scale sizes (Migrators × pods). */
   scaleSizes?: ScaleSize[];
   log: (line: string) => void;
@@ -75,6 +79,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       const render = await renderBench({
         sizes: options.sizes ?? (options.quick ? [100, 200] : [200, 2000, 10000]),
         runs: options.runs ?? (options.quick ? 2 : 5),
+        ...(options.heavyRuns !== undefined ? { heavyRuns: options.heavyRuns } : {}),
         workDir,
         log: options.log,
       });
@@ -162,6 +167,7 @@ async function main(): Promise<void> {
       only: { type: "string" },
       runs: { type: "string" },
       sizes: { type: "string" },
+      "heavy-runs": { type: "string" },
       scale: { type: "string" },
       out: { type: "string" },
     },
@@ -175,6 +181,7 @@ async function main(): Promise<void> {
   };
   if (values.runs !== undefined) options.runs = positiveInts("--runs", values.runs)[0];
   if (values.sizes !== undefined) options.sizes = positiveInts("--sizes", values.sizes);
+  if (values["heavy-runs"] !== undefined) options.heavyRuns = positiveInts("--heavy-runs", values["heavy-runs"])[0];
   if (values.scale !== undefined) options.scaleSizes = parseScaleSizes(values.scale);
   const report = await runBench(options);
   process.stdout.write(report.text);
