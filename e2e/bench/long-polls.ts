@@ -1,7 +1,8 @@
 // The waiters of many gated pods, played from the benchmark process: one long-poll per pod against
-// the reconciler's waiter API, shaped exactly as reconciler/src/waiter.ts sends it (GET
+// the reconciler's waiter API, built, read and paced with the waiter's own functions
+// (reconciler/src/waiter.ts: waitUrl, parseAnswer, retryAfter, pauseAfterAnswerMs, retryDelayMs; GET
 // /v1/wait?namespace=&pod=&migrator=&container=&timeoutSeconds=30&podUID=, node:http, a keep-alive
-// Agent) and paced as it paces: a not-ready answer is followed by the next long-poll at once, or
+// Agent): a not-ready answer is followed by the next long-poll at once, or
 // after a pause if it came back within a second; a 429, a 5xx or a connection error by a capped,
 // jittered exponential backoff that honours Retry-After. A pod's poll stops once it is answered
 // ready, as its waiter would exit. No child processes: thousands of waiter processes would measure
@@ -11,17 +12,14 @@
 // holds one connection per long-poll in flight, as it would with one waiter per pod.
 import http from "node:http";
 import type { Socket } from "node:net";
-import { WAITER_API_PATH } from "@digest-migrations/shared";
 import type { WaitAnswer, WaitQuery } from "../../reconciler/src/release.ts";
+import { parseAnswer, pauseAfterAnswerMs, retryAfter, retryDelayMs, waitUrl } from "../../reconciler/src/waiter.ts";
 import { delay, waitFor } from "../harness/wait.ts";
 
 /** What the injected waiter asks unless told otherwise (`--poll-timeout`'s default). */
 export const WAITER_POLL_TIMEOUT_SECONDS = 30;
-/** The waiter's pacing (reconciler/src/waiter.ts). */
-const BASE_BACKOFF_MS = 500;
+/** The waiter's backoff cap (`--max-backoff`'s default). */
 const MAX_BACKOFF_MS = 30_000;
-const MIN_POLL_INTERVAL_MS = 1000;
-const RETRY_AFTER_MAX_SECONDS = 300;
 
 export interface LongPollTarget extends WaitQuery {
   /** metadata.uid, as the downward API gives it to the waiter. */
@@ -38,7 +36,7 @@ export interface LongPollsOptions {
 export type Outcomes = Map<string, number>;
 
 export class WaiterLongPolls {
-  readonly #url: string;
+  readonly #api: URL;
   readonly #targets: readonly LongPollTarget[];
   readonly #options: LongPollsOptions;
   readonly #agent: http.Agent;
@@ -61,7 +59,7 @@ export class WaiterLongPolls {
 
   /** `apiUrl`: the waiter API's base URL (the waiter's `--api`). */
   constructor(apiUrl: string, targets: readonly LongPollTarget[], options: LongPollsOptions = {}) {
-    this.#url = apiUrl.replace(/\/+$/, "") + WAITER_API_PATH;
+    this.#api = new URL(apiUrl);
     this.#targets = targets;
     this.#options = options;
     const sockets = Math.max(1, targets.length);
@@ -115,25 +113,10 @@ export class WaiterLongPolls {
     map.set(key, (map.get(key) ?? 0) + 1);
   }
 
-  #query(t: LongPollTarget, timeoutSeconds: number): URL {
-    // The waiter's parameters, in the waiter's order.
-    const url = new URL(this.#url);
-    const params: Record<string, string> = {
-      namespace: t.namespace,
-      pod: t.pod,
-      migrator: t.migrator,
-      container: t.container,
-      timeoutSeconds: String(timeoutSeconds),
-    };
-    if (t.podUID) params["podUID"] = t.podUID;
-    url.search = new URLSearchParams(params).toString();
-    return url;
-  }
-
   async #loop(t: LongPollTarget, digest: string | undefined): Promise<void> {
     const signal = this.#stop.signal;
     const timeoutSeconds = this.#options.pollTimeoutSeconds ?? WAITER_POLL_TIMEOUT_SECONDS;
-    const url = this.#query(t, timeoutSeconds);
+    const url = waitUrl(this.#api, t, timeoutSeconds);
     let failures = 0;
     while (!signal.aborted) {
       const started = Date.now();
@@ -153,17 +136,13 @@ export class WaiterLongPolls {
         }
         this.#count(this.outcomes, "not ready");
         this.#count(this.notReadyReasons, answer.reason);
-        const elapsed = Date.now() - started;
-        if (elapsed < MIN_POLL_INTERVAL_MS) await delay(MIN_POLL_INTERVAL_MS - elapsed + Math.random() * 250, signal);
+        const wait = pauseAfterAnswerMs(Date.now() - started);
+        if (wait > 0) await delay(wait, signal);
         continue;
       }
       this.#count(this.outcomes, outcome.state);
-      const backoff = Math.min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** Math.min(failures, 20));
+      const wait = retryDelayMs(failures, MAX_BACKOFF_MS, outcome.retryAfterSeconds);
       failures++;
-      let wait = backoff / 2 + Math.random() * (backoff / 2);
-      if (outcome.retryAfterSeconds !== undefined) {
-        wait = Math.max(wait, outcome.retryAfterSeconds * 1000 + Math.random() * 250);
-      }
       await delay(wait, signal);
     }
   }
@@ -224,28 +203,4 @@ export class WaiterLongPolls {
 
 function errorState(error: NodeJS.ErrnoException): string {
   return `error ${error.code ?? error.name}`;
-}
-
-function retryAfter(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const seconds = /^\d+$/.test(value.trim()) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
-  if (!Number.isFinite(seconds)) return undefined;
-  return Math.min(RETRY_AFTER_MAX_SECONDS, Math.max(0, seconds));
-}
-
-function parseAnswer(text: string): WaitAnswer | undefined {
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof body !== "object" || body === null) return undefined;
-  const b = body as Record<string, unknown>;
-  if (typeof b["ready"] !== "boolean" || typeof b["reason"] !== "string" || typeof b["message"] !== "string") {
-    return undefined;
-  }
-  const answer: WaitAnswer = { ready: b["ready"], reason: b["reason"], message: b["message"] };
-  if (typeof b["digest"] === "string") answer.digest = b["digest"];
-  return answer;
 }

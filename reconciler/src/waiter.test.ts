@@ -10,7 +10,15 @@ import type { AddressInfo } from "node:net";
 import { createLogger } from "./log.ts";
 import { FakeOracle, waitFor } from "./testing.ts";
 import { createWaiterApi } from "./waiter-api.ts";
-import { parseWaiterArgs, UsageError } from "./waiter.ts";
+import {
+  parseAnswer,
+  parseWaiterArgs,
+  pauseAfterAnswerMs,
+  retryAfter,
+  retryDelayMs,
+  UsageError,
+  waitUrl,
+} from "./waiter.ts";
 
 const WAITER = fileURLToPath(new URL("./waiter.ts", import.meta.url));
 const DIGEST = `sha256:${"b".repeat(64)}`;
@@ -239,4 +247,45 @@ t.test("flags override the downward-API environment", (t) => {
     t.match((error as Error).message, /too many arguments/);
   }
   t.end();
+});
+
+t.test("the request, the answer and the pacing, as pure functions", async (t) => {
+  const url = waitUrl(
+    new URL("http://reconciler:8443/"),
+    { namespace: "shop", pod: "web-1", migrator: "web", container: "app", podUID: UID },
+    30,
+  );
+  t.equal(
+    url.href,
+    `http://reconciler:8443/v1/wait?namespace=shop&pod=web-1&migrator=web&container=app&timeoutSeconds=30&podUID=${UID}`,
+  );
+  t.notMatch(
+    waitUrl(new URL("http://r/"), { namespace: "a", pod: "b", migrator: "c", container: "d" }, 5).search,
+    /podUID/,
+  );
+
+  t.same(parseAnswer('{"ready":true,"reason":"Migrated","message":"m","digest":"d","extra":1}'), {
+    ready: true,
+    reason: "Migrated",
+    message: "m",
+    digest: "d",
+  });
+  t.equal(parseAnswer('{"ready":"yes","reason":"x","message":"m"}'), undefined);
+  t.equal(parseAnswer("not json"), undefined);
+
+  t.equal(retryAfter("7"), 7);
+  t.equal(retryAfter("99999"), 300, "capped");
+  t.equal(retryAfter("soon"), undefined);
+  t.equal(retryAfter(undefined), undefined);
+
+  t.equal(pauseAfterAnswerMs(5000), 0, "a long-poll held long enough: no pause");
+  const pause = pauseAfterAnswerMs(200);
+  t.ok(pause >= 800 && pause <= 1050, `an early answer: the rest of a second, jittered (${pause})`);
+
+  for (let failures = 0; failures < 30; failures++) {
+    const delay = retryDelayMs(failures, 30_000);
+    const backoff = Math.min(30_000, 500 * 2 ** Math.min(failures, 20));
+    t.ok(delay >= backoff / 2 && delay <= backoff, `attempt ${failures}: within [backoff/2, backoff]`);
+  }
+  t.ok(retryDelayMs(0, 30_000, 5) >= 5000, "never shorter than Retry-After");
 });

@@ -113,19 +113,41 @@ const BASE_BACKOFF_MS = 500;
 /** A not-ready answer that came back this fast is followed by a pause, so a server answering early cannot cause a hot loop. */
 const MIN_POLL_INTERVAL_MS = 1000;
 
-/** Polls until released (resolves EXIT_RELEASED) or `signal` aborts (resolves EXIT_TERMINATED). */
-export async function runWaiter(settings: WaiterSettings, signal: AbortSignal, write: LineWriter): Promise<number> {
-  const { query } = settings;
-  const url = new URL(settings.api.href.replace(/\/+$/, "") + WAITER_API_PATH);
+/** The long-poll request: the waiter API's path and the pod's parameters (podUID when known). */
+export function waitUrl(api: URL, query: WaitQuery, timeoutSeconds: number): URL {
+  const url = new URL(api.href.replace(/\/+$/, "") + WAITER_API_PATH);
   const params: Record<string, string> = {
     namespace: query.namespace,
     pod: query.pod,
     migrator: query.migrator,
     container: query.container,
-    timeoutSeconds: String(settings.pollTimeoutSeconds),
+    timeoutSeconds: String(timeoutSeconds),
   };
   if (query.podUID) params["podUID"] = query.podUID;
   url.search = new URLSearchParams(params).toString();
+  return url;
+}
+
+/** The pause after a not-ready answer that took `elapsedMs` (0 when the long-poll was held long enough). */
+export function pauseAfterAnswerMs(elapsedMs: number): number {
+  return elapsedMs < MIN_POLL_INTERVAL_MS ? MIN_POLL_INTERVAL_MS - elapsedMs + Math.random() * 250 : 0;
+}
+
+/**
+ * The wait before the next attempt after `failures` failed ones: capped exponential backoff with
+ * "equal jitter" (half fixed, half random, so waiters restarted together spread out), and never
+ * shorter than the server's Retry-After.
+ */
+export function retryDelayMs(failures: number, maxBackoffMs: number, retryAfterSeconds?: number): number {
+  const backoff = Math.min(maxBackoffMs, BASE_BACKOFF_MS * 2 ** Math.min(failures, 20));
+  const delay = backoff / 2 + Math.random() * (backoff / 2);
+  return retryAfterSeconds === undefined ? delay : Math.max(delay, retryAfterSeconds * 1000 + Math.random() * 250);
+}
+
+/** Polls until released (resolves EXIT_RELEASED) or `signal` aborts (resolves EXIT_TERMINATED). */
+export async function runWaiter(settings: WaiterSettings, signal: AbortSignal, write: LineWriter): Promise<number> {
+  const { query } = settings;
+  const url = waitUrl(settings.api, query, settings.pollTimeoutSeconds);
 
   const fields = {
     migrator: `${query.namespace}/${query.migrator}`,
@@ -164,20 +186,16 @@ export async function runWaiter(settings: WaiterSettings, signal: AbortSignal, w
         );
         lastState = state;
       }
-      const elapsed = Date.now() - started;
-      if (elapsed < MIN_POLL_INTERVAL_MS) await pause(MIN_POLL_INTERVAL_MS - elapsed + Math.random() * 250, signal);
+      const wait = pauseAfterAnswerMs(Date.now() - started);
+      if (wait > 0) await pause(wait, signal);
       continue;
     }
     if (outcome.state !== lastState) {
       emit("warn", `${outcome.message}; retrying`, { state: outcome.state });
       lastState = outcome.state;
     }
-    const backoff = Math.min(settings.maxBackoffSeconds * 1000, BASE_BACKOFF_MS * 2 ** Math.min(failures, 20));
+    const delay = retryDelayMs(failures, settings.maxBackoffSeconds * 1000, outcome.retryAfterSeconds);
     failures++;
-    // "Equal jitter": half the backoff fixed, half random, so waiters restarted together spread out.
-    let delay = backoff / 2 + Math.random() * (backoff / 2);
-    if (outcome.retryAfterSeconds !== undefined)
-      delay = Math.max(delay, outcome.retryAfterSeconds * 1000 + Math.random() * 250);
     await pause(delay, signal);
   }
   emit("info", "terminated before release");
@@ -196,7 +214,8 @@ function httpModule(protocol: string): HttpModule {
 /** Longest Retry-After honoured, so a confused server cannot park a waiter for hours. */
 const RETRY_AFTER_MAX_SECONDS = 300;
 
-function retryAfter(value: string | undefined): number | undefined {
+/** A Retry-After header (seconds or an HTTP date) as seconds, at most RETRY_AFTER_MAX_SECONDS. */
+export function retryAfter(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const seconds = /^\d+$/.test(value.trim()) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
   if (!Number.isFinite(seconds)) return undefined;
@@ -279,7 +298,8 @@ async function poll(url: URL, pollTimeoutSeconds: number, signal: AbortSignal): 
   }
 }
 
-function parseAnswer(text: string): WaitAnswer | undefined {
+/** A 200 answer's body, or undefined when it is not {ready, reason, message[, digest]}. */
+export function parseAnswer(text: string): WaitAnswer | undefined {
   let body: unknown;
   try {
     body = JSON.parse(text);
