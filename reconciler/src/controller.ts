@@ -35,7 +35,7 @@ import { cachesSynced, reconcileDuration } from "./metrics.ts";
 import { WorkQueue } from "./queue.ts";
 import { StaleCacheError, reconcileMigrator, selectorsOf } from "./reconcile.ts";
 import type { Caches, ReconcileContext, Store } from "./reconcile.ts";
-import type { ReleaseOracle, WaitAnswer, WaitQuery } from "./release.ts";
+import { objectKey, type ReleaseChanges, type ReleaseOracle, type WaitAnswer, type WaitQuery } from "./release.ts";
 
 export { KubeConfig };
 
@@ -109,7 +109,9 @@ export class Controller implements ReleaseOracle {
   readonly #identity: string;
   readonly #queue = new WorkQueue();
   readonly #stores = new Map<string, MultiStore<KubeObject>>();
-  readonly #listeners = new Set<() => void>();
+  readonly #listeners = new Set<(changes: ReleaseChanges) => void>();
+  /** Migrators and pods changed since the last notification, by objectKey. */
+  #changed: { migrators: Set<string>; pods: Set<string> } = { migrators: new Set(), pods: new Set() };
   readonly #pins = new Map<string, { container: string; image: string }>();
   readonly #stop = new AbortController();
   readonly #workers: Promise<void>[] = [];
@@ -307,14 +309,14 @@ export class Controller implements ReleaseOracle {
     switch (resource.kind) {
       case KIND:
         this.#enqueue(object as Migrator);
-        this.#notify();
+        this.#notify("migrators", object);
         return;
       case "Pod":
         if (!this.#enqueueOwnerOf(object)) {
           this.#enqueueSelecting(namespace, [object.metadata.labels, previous?.metadata.labels]);
         }
         if (_type === "delete") this.#pins.delete(object.metadata.uid ?? "");
-        this.#notify();
+        this.#notify("pods", object);
         return;
       default: {
         if (resource.kind === "Job" && this.#enqueueOwnerOf(object)) return;
@@ -421,20 +423,23 @@ export class Controller implements ReleaseOracle {
     return mayRelease(input);
   }
 
-  onChange(listener: () => void): () => void {
+  onChange(listener: (changes: ReleaseChanges) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
 
-  /** Calls listeners once per burst of cache events (answers may have changed). */
-  #notify(): void {
+  /** Notes a changed Migrator or pod; listeners hear of every change once per burst of cache events. */
+  #notify(kind: keyof ReleaseChanges, object: KubeObject): void {
+    this.#changed[kind].add(objectKey(object.metadata.namespace ?? "", object.metadata.name ?? ""));
     if (this.#notifyScheduled) return;
     this.#notifyScheduled = true;
     setImmediate(() => {
       this.#notifyScheduled = false;
+      const changes = this.#changed;
+      this.#changed = { migrators: new Set(), pods: new Set() };
       for (const listener of [...this.#listeners]) {
         try {
-          listener();
+          listener(changes);
         } catch (error) {
           this.#log.error({ err: error }, "release listener failed");
         }

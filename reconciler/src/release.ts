@@ -29,8 +29,20 @@ export interface WaitAnswer {
 export interface ReleaseOracle {
   answer(q: WaitQuery): WaitAnswer;
   /**
-   * Registers a listener called (synchronously, without arguments) whenever any answer may have
-   * changed. Returns a function that unregisters the listener.
+   * Registers a listener called (synchronously) after each burst of cache events with the Migrators
+   * and pods that changed in it: only queries naming one of them may have a different answer.
+   * Returns a function that unregisters the listener.
    */
-  onChange(listener: () => void): () => void;
+  onChange(listener: (changes: ReleaseChanges) => void): () => void;
+}
+
+/** What changed in one burst of cache events, as {@link objectKey}s. */
+export interface ReleaseChanges {
+  migrators: ReadonlySet<string>;
+  pods: ReadonlySet<string>;
+}
+
+/** The key of a namespaced object in {@link ReleaseChanges}: `namespace/name`. */
+export function objectKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
 }

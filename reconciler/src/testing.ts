@@ -1,17 +1,26 @@
 // Test helpers for the reconciler's own interfaces (not the Kubernetes API): an in-memory
 // ReleaseOracle and a condition poller with a deadline.
-import type { ReleaseOracle, WaitAnswer, WaitQuery } from "./release.ts";
+import { objectKey, type ReleaseChanges, type ReleaseOracle, type WaitAnswer, type WaitQuery } from "./release.ts";
 
-/** A ReleaseOracle whose answers tests set by pod name; setting one notifies listeners. */
+/**
+ * A ReleaseOracle whose answers tests set by pod name (in any namespace); setting one notifies
+ * listeners of that pod as changed, in every namespace it was asked about.
+ */
 export class FakeOracle implements ReleaseOracle {
   readonly #answers = new Map<string, WaitAnswer>();
-  readonly #listeners = new Set<() => void>();
+  readonly #listeners = new Set<(changes: ReleaseChanges) => void>();
   readonly queries: WaitQuery[] = [];
   fallback: WaitAnswer = { ready: false, reason: "PodNotFound", message: "pod not in cache" };
 
   set(pod: string, answer: WaitAnswer): void {
     this.#answers.set(pod, answer);
-    for (const listener of [...this.#listeners]) listener();
+    const pods = new Set(this.queries.filter((q) => q.pod === pod).map((q) => objectKey(q.namespace, pod)));
+    this.notify({ migrators: new Set(), pods });
+  }
+
+  /** Tells listeners that these Migrators and pods changed, as the controller does after a burst of events. */
+  notify(changes: ReleaseChanges): void {
+    for (const listener of [...this.#listeners]) listener(changes);
   }
 
   answer(q: WaitQuery): WaitAnswer {
@@ -19,7 +28,7 @@ export class FakeOracle implements ReleaseOracle {
     return this.#answers.get(q.pod) ?? this.fallback;
   }
 
-  onChange(listener: () => void): () => void {
+  onChange(listener: (changes: ReleaseChanges) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }

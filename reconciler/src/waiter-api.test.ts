@@ -75,6 +75,38 @@ t.test("holds a long-poll until onChange makes the pod ready", async (t) => {
   t.equal(api.held, 0);
 });
 
+t.test("a burst of changes re-asks only the long-polls naming a changed Migrator or pod", async (t) => {
+  const { oracle, api, base } = await start(t);
+  const running = { ready: false, reason: "Running", message: "job running", digest: DIGEST };
+  for (const pod of ["web-1", "web-2", "api-1"]) oracle.set(pod, running);
+  const web1 = get(waitUrl(base, { pod: "web-1" }));
+  const web2 = get(waitUrl(base, { pod: "web-2" }));
+  const api1 = get(waitUrl(base, { pod: "api-1", migrator: "api" }));
+  await waitFor("three requests held", () => api.held === 3);
+  const asked = (pod: string) => oracle.queries.filter((q) => q.pod === pod).length;
+  const before = { web1: asked("web-1"), web2: asked("web-2"), api1: asked("api-1") };
+
+  // Another namespace's Migrator of the same name, and a pod nobody waits for: nobody is re-asked.
+  oracle.notify({ migrators: new Set(["other/web"]), pods: new Set(["shop/web-3"]) });
+  t.same({ web1: asked("web-1"), web2: asked("web-2"), api1: asked("api-1") }, before, "no query re-asked");
+
+  // Migrator shop/web changed: both of its pods are re-asked, api-1 is not.
+  oracle.set("web-1", { ready: true, reason: "Migrated", message: "migrated", digest: DIGEST });
+  oracle.set("web-2", { ready: true, reason: "Migrated", message: "migrated", digest: DIGEST });
+  oracle.set("api-1", { ready: true, reason: "Migrated", message: "migrated", digest: DIGEST });
+  t.equal(api.held, 0, "each pod answered on its own change");
+  t.same([(await web1).body.ready, (await web2).body.ready, (await api1).body.ready], [true, true, true]);
+
+  const web4 = get(waitUrl(base, { pod: "web-4" }));
+  await waitFor("web-4 held", () => api.held === 1);
+  oracle.fallback = { ready: true, reason: "Migrated", message: "migrated", digest: DIGEST };
+  oracle.notify({ migrators: new Set(["shop/api"]), pods: new Set() });
+  t.equal(api.held, 1, "a change of Migrator shop/api leaves shop/web's waiter held");
+  oracle.notify({ migrators: new Set(["shop/web"]), pods: new Set() });
+  t.equal(api.held, 0, "a change of Migrator shop/web answers it");
+  t.equal((await web4).body.ready, true);
+});
+
 t.test("answers a held long-poll early when the reason changes", async (t) => {
   const { oracle, api, base } = await start(t);
   oracle.set("web-7d9f-abcde", { ready: false, reason: "Probing", message: "probe pod pulling" });

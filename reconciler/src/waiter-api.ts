@@ -1,8 +1,8 @@
 // The waiter API: `GET /v1/wait?namespace=&pod=&podUID=&migrator=&container=&timeoutSeconds=`.
 // Every replica serves it from the controller's caches through a ReleaseOracle, so answering
 // never costs an API call. A waiter long-polls: the answer comes at once when the pod is
-// released (or its state changes), otherwise the request is held until the oracle reports a
-// change or the timeout passes, and then the current state is answered.
+// released (or its state changes), otherwise the request is held until the oracle reports a change of
+// its Migrator or pod or the timeout passes, and then the current state is answered.
 //
 // Hardening: read-only (GET only), no request bodies, a URL length cap, strict parameter
 // validation, a token bucket per client address, a global cap on held long-polls; answers carry
@@ -13,7 +13,7 @@ import { WAITER_API_PATH } from "@digest-migrations/shared";
 import type { Logger } from "./log.ts";
 import { waiterLongPolls, waiterRequests } from "./metrics.ts";
 import { RateLimiter } from "./rate-limit.ts";
-import type { ReleaseOracle, WaitAnswer, WaitQuery } from "./release.ts";
+import { objectKey, type ReleaseOracle, type WaitAnswer, type WaitQuery } from "./release.ts";
 import { parseWaitParams } from "./wait-params.ts";
 
 export interface WaiterApiOptions {
@@ -66,6 +66,10 @@ export function createWaiterApi(options: WaiterApiOptions): WaiterApi {
   const limiter = new RateLimiter({ ...(options.rateLimit ?? WAITER_API_DEFAULTS.rateLimit), now: options.now });
   const { oracle, log } = options;
   const held = new Set<Held>();
+  // Held long-polls by the Migrator and by the pod they name, so a burst of cache events re-asks
+  // only the queries it can have changed, not every waiter held.
+  const byMigrator = new Index();
+  const byPod = new Index();
   let closing = false;
 
   /** The oracle reads caches; if it throws, that is a bug worth a 500 and a log line, not a crash. */
@@ -77,8 +81,11 @@ export function createWaiterApi(options: WaiterApiOptions): WaiterApi {
     }
   };
 
-  const unsubscribe = oracle.onChange(() => {
-    for (const h of [...held]) {
+  const unsubscribe = oracle.onChange((changes) => {
+    const affected = new Set<Held>();
+    for (const key of changes.migrators) byMigrator.collect(key, affected);
+    for (const key of changes.pods) byPod.collect(key, affected);
+    for (const h of affected) {
       const answer = ask(h.query);
       if (answer instanceof Error) continue;
       if (answer.ready) h.finish(answer, "ready");
@@ -197,8 +204,12 @@ export function createWaiterApi(options: WaiterApiOptions): WaiterApi {
         answer instanceof Error || !answer.ready ? "timeout" : "ready",
       );
     }, timeoutSeconds * 1000);
+    const migratorKey = objectKey(query.namespace, query.migrator);
+    const podKey = objectKey(query.namespace, query.pod);
     const release = (): void => {
       if (!held.delete(entry)) return;
+      byMigrator.remove(migratorKey, entry);
+      byPod.remove(podKey, entry);
       clearTimeout(timer);
       waiterLongPolls.dec();
     };
@@ -206,6 +217,8 @@ export function createWaiterApi(options: WaiterApiOptions): WaiterApi {
     res.on("close", release);
     req.on("error", release);
     held.add(entry);
+    byMigrator.add(migratorKey, entry);
+    byPod.add(podKey, entry);
     waiterLongPolls.inc();
   }
 
@@ -240,6 +253,23 @@ export function createWaiterApi(options: WaiterApiOptions): WaiterApi {
       });
     },
   };
+}
+
+/** Held long-polls grouped by an object key. */
+class Index {
+  readonly #sets = new Map<string, Set<Held>>();
+  add(key: string, entry: Held): void {
+    let set = this.#sets.get(key);
+    if (set === undefined) this.#sets.set(key, (set = new Set()));
+    set.add(entry);
+  }
+  remove(key: string, entry: Held): void {
+    const set = this.#sets.get(key);
+    if (set?.delete(entry) && set.size === 0) this.#sets.delete(key);
+  }
+  collect(key: string, into: Set<Held>): void {
+    for (const entry of this.#sets.get(key) ?? []) into.add(entry);
+  }
 }
 
 /** Only the four public fields leave the process, whatever else the oracle's object carries. */
