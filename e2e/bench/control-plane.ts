@@ -8,13 +8,13 @@ import type { ChildProcess } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
 import { parseAllDocuments } from "yaml";
 import { API_VERSION, PLURAL } from "@digest-migrations/shared";
 import type { KubeObject } from "@digest-migrations/shared";
 import { startCluster } from "../cluster/cluster.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import { waitFor } from "../harness/wait.ts";
+import { bundle } from "../../scripts/bundle.ts";
 import { ApiError, KubeClient } from "../node/kube.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -66,18 +66,8 @@ export async function startBenchCluster(workDir: string, log: (line: string) => 
     ].join("\n"),
   );
   const runner = path.join(workDir, "reconciler-runner.mjs");
-  await build({
-    entryPoints: [path.join(here, "reconciler-runner.ts")],
-    outfile: runner,
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node24",
-    banner: {
-      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-    },
-    logLevel: "warning",
-  });
+  // Bundled as the shipped reconciler is (scripts/bundle.ts), so the runner's memory and start-up are what ships.
+  await bundle(path.join(here, "reconciler-runner.ts"), runner, { sourcemap: false });
   log("control plane: starting (kube-apiserver with an audit log of the reconciler's requests)");
   const cluster = await startCluster({
     log: (line) => log(`control plane: ${line}`),
