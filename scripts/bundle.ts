@@ -19,12 +19,12 @@ const banner = [
 // npm installs a second, nested copy of undici under @kubernetes/client-node (the hoisted undici is an
 // older major that the test runner's dependencies want). Both are the same version; bundling both
 // would load undici twice in the reconciler (≈ 5 MB of resident memory), so every `undici` import
-// resolves to the reconciler's.
-const undici = createRequire(path.join(root, "reconciler/package.json")).resolve("undici");
+// resolves to the reconciler's (looked up only by a bundle that imports undici).
 const oneUndici: Plugin = {
   name: "one-undici",
   setup(bundle) {
-    bundle.onResolve({ filter: /^undici$/ }, () => ({ path: undici }));
+    const fromReconciler = createRequire(path.join(root, "reconciler/package.json"));
+    bundle.onResolve({ filter: /^undici$/ }, () => ({ path: fromReconciler.resolve("undici") }));
   },
 };
 
