@@ -32,6 +32,10 @@ export interface LongPollsOptions {
   pollTimeoutSeconds?: number;
 }
 
+/** One request's outcome: an answer, or a reason to retry (with the server's Retry-After, if any). */
+type Retry = { kind: "retry"; state: string; retryAfterSeconds?: number };
+type PollOutcome = { kind: "answer"; answer: WaitAnswer } | Retry;
+
 /** Requests by outcome, e.g. "ready", "not ready", "HTTP 429", "error ECONNRESET". */
 export type Outcomes = Map<string, number>;
 
@@ -147,16 +151,10 @@ export class WaiterLongPolls {
     }
   }
 
-  #get(
-    url: URL,
-    timeoutMs: number,
-    signal: AbortSignal,
-  ): Promise<{ kind: "answer"; answer: WaitAnswer } | { kind: "retry"; state: string; retryAfterSeconds?: number }> {
+  #get(url: URL, timeoutMs: number, signal: AbortSignal): Promise<PollOutcome> {
     return new Promise((resolve) => {
       let settled = false;
-      const finish = (
-        value: { kind: "answer"; answer: WaitAnswer } | { kind: "retry"; state: string; retryAfterSeconds?: number },
-      ): void => {
+      const finish = (value: PollOutcome): void => {
         if (settled) return;
         settled = true;
         this.#held--;
@@ -178,10 +176,7 @@ export class WaiterLongPolls {
             finish(answer ? { kind: "answer", answer } : { kind: "retry", state: "bad answer" });
             return;
           }
-          const out: { kind: "retry"; state: string; retryAfterSeconds?: number } = {
-            kind: "retry",
-            state: `HTTP ${status}`,
-          };
+          const out: Retry = { kind: "retry", state: `HTTP ${status}` };
           const after = retryAfter(res.headers["retry-after"]);
           if (after !== undefined) out.retryAfterSeconds = after;
           finish(out);

@@ -61,6 +61,7 @@ function countDocuments(stream: string): number {
 export async function renderBench(options: RenderOptions): Promise<RenderResult> {
   const { kubectl, bin } = tools();
   const node = process.execPath;
+  const heavyRuns = options.heavyRuns ?? options.runs;
   const results: SizeResult[] = [];
   for (const objects of options.sizes) {
     // Argo CD runs generate in <repository>/<source path>; the repository root bounds symlinks.
@@ -109,7 +110,6 @@ export async function renderBench(options: RenderOptions): Promise<RenderResult>
     // Kustomize columns skip the warm-up (their first run is the check) and run `heavyRuns` times.
     const heavy = (name: Command): boolean =>
       objects > HEAVY_OBJECTS && (name === "kubectl" || name === "pluginKustomize");
-    const heavyRuns = options.heavyRuns ?? options.runs;
     const check = (name: Command, run: RunResult): void => {
       const docs = countDocuments(run.stdout);
       if (name !== "nodeBare" && docs !== objects) {
@@ -142,7 +142,7 @@ export async function renderBench(options: RenderOptions): Promise<RenderResult>
       rssKb: Object.fromEntries(names.map((n) => [n, summarize(samples[n].rss)])) as Record<Command, Summary>,
     });
   }
-  return { sizes: results, tables: renderTables(results, options.runs, options.heavyRuns ?? options.runs) };
+  return { sizes: results, tables: renderTables(results, options.runs, heavyRuns) };
 }
 
 function renderTables(results: SizeResult[], runs: number, heavyRuns: number): Table[] {

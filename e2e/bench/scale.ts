@@ -414,28 +414,17 @@ export async function scaleBench(
   const row = (label: string, cell: (r: ScaleRun) => string, target: string, ok?: boolean): void => {
     table.rows.push([label, ...runs.map(cell), target, met(ok)]);
   };
+  /** An RSS figure checked against the target at the largest size. */
+  const rssRow = (label: string, kb: (r: ScaleRun) => number): void => {
+    row(label, (r) => megabytes(kb(r)), `≤ ${SCALE_TARGETS.rssMb} MB`, last && kb(last) / 1024 <= SCALE_TARGETS.rssMb);
+  };
   row("start-up to caches synced", (r) => millis(r.syncedMs), "–");
   row("synced → every digest recorded", (r) => seconds(r.migrateAllMs), "–");
-  row(
-    "peak RSS (VmHWM)",
-    (r) => megabytes(r.peakRssKb),
-    `≤ ${SCALE_TARGETS.rssMb} MB`,
-    last && last.peakRssKb / 1024 <= SCALE_TARGETS.rssMb,
-  );
-  row(
-    "RSS while idle",
-    (r) => megabytes(r.idleRssKb),
-    `≤ ${SCALE_TARGETS.rssMb} MB`,
-    last && last.idleRssKb / 1024 <= SCALE_TARGETS.rssMb,
-  );
+  rssRow("peak RSS (VmHWM)", (r) => r.peakRssKb);
+  rssRow("RSS while idle", (r) => r.idleRssKb);
   row("CPU while idle (% of one core)", (r) => `${r.idleCpuPercent.toFixed(2)} %`, "–");
   row("waiter long-polls held (peak)", (r) => `${r.peakHeld} of ${r.pods} pods`, "–");
-  row(
-    "peak RSS with the long-polls held (VmHWM, start-up → last waiter answered)",
-    (r) => megabytes(r.heldPeakRssKb),
-    `≤ ${SCALE_TARGETS.rssMb} MB`,
-    last && last.heldPeakRssKb / 1024 <= SCALE_TARGETS.rssMb,
-  );
+  rssRow("peak RSS with the long-polls held (VmHWM, start-up → last waiter answered)", (r) => r.heldPeakRssKb);
   row(
     "CPU while the pods are gated (% of one core, API listening → last waiter answered)",
     (r) => `${r.gatedCpuPercent.toFixed(1)} % over ${seconds(r.gatedMs)}`,

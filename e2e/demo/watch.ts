@@ -2,7 +2,7 @@
 // pods gated and released, probe pods, migration Jobs created and finished, the Migrator
 // recording a digest. It polls the API (a few requests every 300 ms) and prints differences.
 import type { KubeObject, Migrator, Pod } from "@digest-migrations/shared";
-import { API_VERSION, KIND, LABELS } from "@digest-migrations/shared";
+import { API_VERSION, KIND, LABELS, digestFromImageID, pinnedDigest } from "@digest-migrations/shared";
 import type { KubeClient, ObjectList } from "../node/kube.ts";
 import { shortDigest } from "./narrator.ts";
 
@@ -10,11 +10,18 @@ interface JobView extends KubeObject {
   status?: { succeeded?: number; failed?: number; active?: number };
 }
 
+/** The repository digest a container status's imageID carries, if any (the node's answer). */
+function nodeDigest(imageID: string | undefined): string | undefined {
+  if (!imageID) return undefined;
+  const found = digestFromImageID(imageID);
+  return found.ok ? found.digest : undefined;
+}
+
 function podState(pod: Pod): string {
   if (pod.metadata.deletionTimestamp) return "terminating";
   if (pod.metadata.labels?.[LABELS.role] === "probe") {
     // A probe's container is meant never to start; what matters is the imageID the node records.
-    const digest = pod.status?.containerStatuses?.[0]?.imageID?.split("@")[1];
+    const digest = nodeDigest(pod.status?.containerStatuses?.[0]?.imageID);
     if (digest) return `the node pulled the tag: ${shortDigest(digest)} (the probe's command is meant not to exist)`;
   }
   const init = pod.status?.initContainerStatuses ?? [];
@@ -23,13 +30,13 @@ function podState(pod: Pod): string {
   if (pod.status?.phase === "Failed") return "failed";
   if (init.some((c) => c.state?.running)) {
     // The reconciler pins a gated pod's image to the digest its node resolved, before releasing it.
-    const pinned = pod.spec.containers[0]?.image?.split("@")[1];
+    const pinned = pinnedDigest(pod.spec.containers[0]?.image);
     return pinned
       ? `gated, image pinned to ${shortDigest(pinned)} (waiter init container running)`
       : "gated (waiter init container running)";
   }
   if (app.length > 0 && app.every((c) => c.state?.running)) {
-    const digest = app[0]?.imageID?.split("@")[1];
+    const digest = nodeDigest(app[0]?.imageID);
     return `running ${shortDigest(digest)}`;
   }
   const waiting = [...init, ...app].find(

@@ -32,6 +32,16 @@ export function deployment(
   };
 }
 
+/** A one-replica StatefulSet of pods labelled `app: <name>` (`template`'s labels must say so). */
+export function statefulSet(namespace: string, name: string, template: unknown): KubeObject {
+  return {
+    apiVersion: "apps/v1",
+    kind: "StatefulSet",
+    metadata: { name, namespace },
+    spec: { serviceName: name, replicas: 1, selector: { matchLabels: { app: name } }, template },
+  };
+}
+
 export function job(
   namespace: string,
   name: string,

@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { CONDITION_READY, LABELS } from "@digest-migrations/shared";
 import type { KubeObject, Pod } from "@digest-migrations/shared";
+import { statefulSet } from "../harness/objects.ts";
 import { waitFor } from "../harness/wait.ts";
 import {
   APP_IMAGE,
@@ -44,20 +45,12 @@ t.test("a Migrator whose Job pods match its own selector", async (t) => {
     image: `${MIGRATIONS_IMAGE}@${migrations}`,
     command: ["migrate"],
   });
-  await env.kube.createObject({
-    apiVersion: "apps/v1",
-    kind: "StatefulSet",
-    metadata: { name: "api", namespace: env.namespace },
-    spec: {
-      serviceName: "api",
-      replicas: 1,
-      selector: { matchLabels: { app: "api" } },
-      template: {
-        metadata: { labels: { app: "api" } },
-        spec: { terminationGracePeriodSeconds: 5, initContainers: [env.waiter("db")], containers: [appContainer(env)] },
-      },
-    },
-  });
+  await env.kube.createObject(
+    statefulSet(env.namespace, "api", {
+      metadata: { labels: { app: "api" } },
+      spec: { terminationGracePeriodSeconds: 5, initContainers: [env.waiter("db")], containers: [appContainer(env)] },
+    }),
+  );
 
   // The migration is held: its pod is live, labelled app=api, and newer than the application's pod.
   const jobPod = await waitFor(

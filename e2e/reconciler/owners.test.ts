@@ -5,6 +5,7 @@ import t from "tap";
 import type { Test } from "tap";
 import { LABELS } from "@digest-migrations/shared";
 import type { KubeObject, Pod } from "@digest-migrations/shared";
+import { statefulSet } from "../harness/objects.ts";
 import { waitFor } from "../harness/wait.ts";
 import { APP_IMAGE, appContainer, appImage, describeMigrator, reconcilerEnv, runningImages } from "./setup.ts";
 import type { ReconcilerEnv } from "./setup.ts";
@@ -83,17 +84,7 @@ t.test("StatefulSet, DaemonSet, CronJob and Argo Rollout pods", async (t) => {
 
   await t.test("StatefulSet", async () => {
     await env.migrator("sts", { selector: { matchLabels: { app: "sts" } }, command: ["migrate"] });
-    await env.kube.createObject({
-      apiVersion: "apps/v1",
-      kind: "StatefulSet",
-      metadata: { name: "sts", namespace: env.namespace },
-      spec: {
-        serviceName: "sts",
-        replicas: 1,
-        selector: { matchLabels: { app: "sts" } },
-        template: template(env, "sts", "sts", "StatefulSet"),
-      },
-    });
+    await env.kube.createObject(statefulSet(env.namespace, "sts", template(env, "sts", "sts", "StatefulSet")));
     await released(t, env, "sts", "sts", digest, "StatefulSet");
   });
 

@@ -119,7 +119,6 @@ export class Controller implements ReleaseOracle {
   readonly #missing = new Set<string>();
   #writing = false;
   #started = false;
-  #notifyScheduled = false;
 
   constructor(opts: ControllerOptions) {
     this.#opts = opts;
@@ -428,13 +427,15 @@ export class Controller implements ReleaseOracle {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Notes a changed Migrator or pod; listeners hear of every change once per burst of cache events. */
+  /**
+   * Notes a changed Migrator or pod; listeners hear of every change once per burst of cache events.
+   * A notification is pending exactly while changes are noted, so the first change of a burst schedules it.
+   */
   #notify(kind: keyof ReleaseChanges, object: KubeObject): void {
+    const pending = this.#changed.migrators.size > 0 || this.#changed.pods.size > 0;
     this.#changed[kind].add(objectKey(object.metadata.namespace ?? "", object.metadata.name ?? ""));
-    if (this.#notifyScheduled) return;
-    this.#notifyScheduled = true;
+    if (pending) return;
     setImmediate(() => {
-      this.#notifyScheduled = false;
       const changes = this.#changed;
       this.#changed = { migrators: new Set(), pods: new Set() };
       for (const listener of [...this.#listeners]) {
