@@ -175,3 +175,50 @@ t.test("another release namespace and fullname move every reference along", asyn
       t.equal(o.metadata.namespace, "ops", `${keyOf(o)} in the release namespace`);
     }
 });
+
+t.test("hostNetwork: the node's network namespace, shared ports, no host ports, numeric probe ports", async (t) => {
+  t.match(
+    lintChart({ hostNetwork: true, bindAddress: "127.0.0.1", ports: { waiter: 31001, metrics: 31002 } }),
+    /0 chart\(s\) failed/,
+  );
+  const objects = render({
+    hostNetwork: true,
+    bindAddress: "127.0.0.1",
+    ports: { waiter: 31001, metrics: 31002 },
+    extraEnv: [{ name: "KUBERNETES_SERVICE_HOST", value: "127.0.0.1" }],
+  });
+  const spec = podSpec(objects) as PodSpec & {
+    hostNetwork?: boolean;
+    dnsPolicy?: string;
+    containers: Array<{
+      args: string[];
+      ports?: unknown;
+      env: { name: string; value?: string }[];
+      readinessProbe: { httpGet: { port: unknown } };
+      livenessProbe: { httpGet: { port: unknown } };
+      startupProbe: { httpGet: { port: unknown } };
+    }>;
+  };
+  const c = spec.containers[0]!;
+  t.equal(spec.hostNetwork, true);
+  t.equal(spec.dnsPolicy, "ClusterFirstWithHostNet");
+  t.equal(c.ports, undefined, "no container ports (they would be host ports: one replica per node)");
+  for (const flag of ["--waiter-port=31001", "--metrics-port=31002", "--bind-address=127.0.0.1", "--reuse-port"])
+    t.ok(c.args.includes(flag), `args hold ${flag}`);
+  for (const probe of [c.readinessProbe, c.livenessProbe, c.startupProbe]) t.equal(probe.httpGet.port, 31002);
+  t.ok(
+    c.env.some((e) => e.name === "KUBERNETES_SERVICE_HOST" && e.value === "127.0.0.1"),
+    "extraEnv reaches the container",
+  );
+  const service = find(objects, "Service") as Manifest & { spec: { ports: { port: number; targetPort: unknown }[] } };
+  t.same(
+    service.spec.ports.map((p) => [p.port, p.targetPort]),
+    [
+      [31001, 31001],
+      [31002, 31002],
+    ],
+  );
+  const defaults = podSpec(render()) as PodSpec & { hostNetwork?: boolean; containers: Array<{ args: string[] }> };
+  t.equal(defaults.hostNetwork, undefined, "off by default");
+  t.notOk(defaults.containers[0]!.args.includes("--reuse-port"));
+});

@@ -13,9 +13,9 @@ import { API_VERSION, PLURAL } from "@digest-migrations/shared";
 import type { KubeObject } from "@digest-migrations/shared";
 import { startCluster } from "../cluster/cluster.ts";
 import type { Cluster } from "../cluster/cluster.ts";
-import { waitFor } from "../harness/wait.ts";
+import { waitFor } from "../kit/wait.ts";
 import { bundle } from "../../scripts/bundle.ts";
-import { ApiError, KubeClient } from "../node/kube.ts";
+import { ApiError, KubeClient } from "../kit/client.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");

@@ -20,9 +20,9 @@ import {
 } from "@digest-migrations/shared";
 import type { KubeObject, Migrator, Pod } from "@digest-migrations/shared";
 import { inlineNodeImage, waiterImage } from "../harness/images.ts";
-import { waitFor } from "../harness/wait.ts";
+import { waitFor } from "../kit/wait.ts";
 import { NodeEmulator } from "../node/emulator.ts";
-import type { WatchEvent } from "../node/kube.ts";
+import type { WatchEvent } from "../kit/client.ts";
 import { Registry } from "../node/registry.ts";
 import { BENCH_NAMESPACE, startReconciler } from "./control-plane.ts";
 import type { BenchCluster } from "./control-plane.ts";

@@ -8,7 +8,7 @@ import { createLogger } from "../../reconciler/src/log.ts";
 import { FakeOracle } from "../../reconciler/src/testing.ts";
 import { createWaiterApi } from "../../reconciler/src/waiter-api.ts";
 import type { WaiterApiOptions } from "../../reconciler/src/waiter-api.ts";
-import { waitFor } from "../harness/wait.ts";
+import { waitFor } from "../kit/wait.ts";
 import { parseScaleSizes } from "./bench.ts";
 import { WaiterLongPolls } from "./long-polls.ts";
 import type { LongPollTarget } from "./long-polls.ts";

@@ -14,7 +14,7 @@ import http from "node:http";
 import type { Socket } from "node:net";
 import type { WaitAnswer, WaitQuery } from "../../reconciler/src/release.ts";
 import { parseAnswer, pauseAfterAnswerMs, retryAfter, retryDelayMs, waitUrl } from "../../reconciler/src/waiter.ts";
-import { delay, waitFor } from "../harness/wait.ts";
+import { delay, waitFor } from "../kit/wait.ts";
 
 /** What the injected waiter asks unless told otherwise (`--poll-timeout`'s default). */
 export const WAITER_POLL_TIMEOUT_SECONDS = 30;

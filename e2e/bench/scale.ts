@@ -18,9 +18,9 @@
 import { createHash } from "node:crypto";
 import { API_VERSION, KIND, LABELS, PLURAL, waiterInitContainer } from "@digest-migrations/shared";
 import type { Migrator, Pod } from "@digest-migrations/shared";
-import { errorText, waitFor } from "../harness/wait.ts";
-import { MERGE_PATCH } from "../node/kube.ts";
-import type { WatchEvent } from "../node/kube.ts";
+import { errorText, waitFor } from "../kit/wait.ts";
+import { MERGE_PATCH } from "../kit/client.ts";
+import type { WatchEvent } from "../kit/client.ts";
 import {
   WRITE_VERBS,
   countByVerb,

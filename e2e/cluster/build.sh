@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build kube-apiserver and kube-controller-manager from Debian's `kubernetes`
-# source package and cache them outside the repository, once per machine.
+# Build kube-apiserver, kube-controller-manager, kube-scheduler and kubelet from
+# Debian's `kubernetes` source package and cache them outside the repository, once
+# per machine: the control plane and the real node of the end-to-end tests.
 #
 #   e2e/cluster/build.sh            # build if the cache is empty (seconds if it is not)
 #   e2e/cluster/build.sh --force    # rebuild even if cached
@@ -14,7 +15,8 @@
 #   DM_BUILD_HEARTBEAT   seconds between progress lines during `make` (default 15)
 #   DM_KEEP_BUILD=1      keep the temporary source tree (for debugging)
 #
-# Result: $DM_CACHE_DIR/kubernetes-v1.20.2/bin/{kube-apiserver,kube-controller-manager};
+# Result: $DM_CACHE_DIR/kubernetes-v1.20.2/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet}
+# and `pause` (the pod sandbox's process, build/pause/linux/pause.c of the same source, linked statically);
 # etcd comes from Debian's etcd-server (/usr/bin/etcd). The full build log is kept
 # at $DM_CACHE_DIR/kubernetes-v1.20.2/build.log.
 set -euo pipefail
@@ -24,7 +26,7 @@ set -euo pipefail
 # is checked against it after extraction.
 KUBE_VERSION=v1.20.2
 DEBIAN_SUITE=bookworm
-APT_PACKAGES=(golang-go etcd-server rsync jq dpkg-dev build-essential ca-certificates)
+APT_PACKAGES=(golang-go etcd-server rsync jq dpkg-dev build-essential libc6-dev ca-certificates)
 SRC_LIST=/etc/apt/sources.list.d/digest-migrations-deb-src.sources
 
 CACHE_ROOT=${DM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/digest-migrations}
@@ -47,7 +49,11 @@ START=$SECONDS
 say() { printf '[build.sh +%3ds] %s\n' "$((SECONDS - START))" "$*"; }
 die() { say "ERROR: $*" >&2; exit 1; }
 
-have_binaries() { [[ -x $BIN_DIR/kube-apiserver && -x $BIN_DIR/kube-controller-manager ]]; }
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
+have_binaries() {
+  local b
+  for b in "${BINARIES[@]}" pause; do [[ -x $BIN_DIR/$b ]] || return 1; done
+}
 have_etcd() { command -v etcd >/dev/null 2>&1 || [[ -x /usr/bin/etcd ]]; }
 
 # ---- fast path: nothing to do --------------------------------------------------
@@ -237,7 +243,7 @@ rm -rf "$R2.orig"
 # The Kubernetes scripts set GOPATH and GOCACHE under _output/; keep the caller's Go
 # settings from leaking in (GOFLAGS would also be misparsed into the build tags).
 unset GOFLAGS GOOS GOARCH GO111MODULE GOPROXY GOCACHE GOPATH KUBE_GIT_VERSION_FILE KUBE_BUILD_PLATFORMS
-make_targets="cmd/kube-apiserver cmd/kube-controller-manager"
+make_targets="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubelet"
 
 # One line every $HEARTBEAT seconds: elapsed time, packages compiled so far (entries in
 # the build's private Go cache; hack/lib/golang.sh sets GOCACHE=_output/local/go/cache),
@@ -268,7 +274,7 @@ heartbeat() {
   done
 }
 
-say "phase: make WHAT=\"$make_targets\" (≈10 min on 2 cores; progress every ${HEARTBEAT}s)"
+say "phase: make WHAT=\"$make_targets\" (≈13 min on 2 cores; progress every ${HEARTBEAT}s)"
 heartbeat "$(stat -c %s "$LOG")" &
 HB_PID=$!
 make_start=$SECONDS
@@ -288,13 +294,20 @@ say "phase: install into $BIN_DIR"
 out=$SRC/_output/bin
 [[ -x $out/kube-apiserver ]] || out=$SRC/_output/local/bin/linux/amd64
 tmp_bin=$(mktemp -d "$VERSION_DIR/bin.XXXXXX")
-for b in kube-apiserver kube-controller-manager; do
+for b in "${BINARIES[@]}"; do
   [[ -x $out/$b ]] || die "$b was not built (looked in $out)"
   cp "$out/$b" "$tmp_bin/$b"
   v=$("$tmp_bin/$b" --version 2>&1 | head -n 1)
   [[ $v == *"$KUBE_VERSION"* ]] || die "$b --version says '$v', expected $KUBE_VERSION"
   say "  $b: $v ($(du -h "$tmp_bin/$b" | cut -f1))"
 done
+# The pod sandbox image's process: no image can be pulled from outside this machine, so the pause
+# image is made from this binary (e2e/node). Same flags as build/pause/Makefile; its TAG names the version.
+pause_tag=$(sed -n 's/^TAG = //p' "$SRC/build/pause/Makefile")
+gcc -Os -Wall -Werror -static "-DVERSION=v$pause_tag-debian" -o "$tmp_bin/pause" "$SRC/build/pause/linux/pause.c" >>"$LOG" 2>&1 ||
+  die "compiling build/pause/linux/pause.c failed"
+printf '%s\n' "$pause_tag" >"$tmp_bin/pause.version"
+say "  pause: $("$tmp_bin/pause" -v) (static)"
 printf 'source=%s\ngo=%s\nbuilt=%s\n' "$(basename "$SRC")" "$(go version)" "$(date -u +%FT%TZ)" >"$tmp_bin/BUILD-INFO"
 rm -rf "$BIN_DIR"
 mv "$tmp_bin" "$BIN_DIR"

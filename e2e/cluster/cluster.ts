@@ -1,37 +1,50 @@
-// A real, kubelet-less Kubernetes control plane for the end-to-end tests: etcd (Debian's
-// etcd-server), kube-apiserver and kube-controller-manager 1.20.2 (built once per machine by
-// build.sh), all on loopback with free ports and private TLS material in a temporary directory.
+// A real Kubernetes control plane for the end-to-end tests: etcd (Debian's etcd-server),
+// kube-apiserver, kube-controller-manager and, when asked, kube-scheduler 1.20.2 (built once per
+// machine by build.sh), all on loopback with free ports and private TLS material in a temporary
+// directory.
 //
 //   const cluster = await startCluster({ log: console.log });
 //   ... cluster.server, cluster.adminKubeconfig, await cluster.kubeconfigFor("ns", "sa") ...
 //   await cluster.stop();
 //
-// Only Node built-ins are used, so this module works before `npm install` and in any package.
-// There is no kubelet and no scheduler: the e2e harness plays the node (binds pods, writes
-// their status). Deployment/ReplicaSet/StatefulSet/Job/CronJob controllers, the garbage
-// collector, namespace deletion and service-account tokens are real.
+// Two uses: the shared cluster of a test run, with the scheduler and a real node (e2e/node) whose
+// kubelet authenticates with a certificate from `cluster.ca` and is authorised by the Node
+// authorizer and RBAC, as in a kubeadm cluster; and private, kubelet-less clusters for tests of the
+// API server's own behaviour (restarts, compaction) that must not disturb anybody else.
+// Deployment/ReplicaSet/StatefulSet/DaemonSet/Job/CronJob controllers, the garbage collector,
+// namespace deletion and service-account tokens are real.
 //
+// Only Node built-ins and e2e/kit are used, so this module works in any package.
 // Environment: DM_CACHE_DIR (binary cache, see build.sh), DM_CLUSTER_TMPDIR (parent of the
 // cluster directory, default os.tmpdir()), DM_KEEP_CLUSTER=1 (keep the directory and its
 // logs after stop()), DM_ETCD (etcd binary, default `etcd` on PATH or /usr/bin/etcd).
-import { spawn, execFile } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import http from "node:http";
 import https from "node:https";
 import os from "node:os";
 import path from "node:path";
-import crypto from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { createCa, issue, serviceAccountKeys, writeCertKubeconfig, kubeconfigText } from "../kit/pki.ts";
+import type { Ca, KeyPair } from "../kit/pki.ts";
+import { freePorts } from "../kit/ports.ts";
+import {
+  Supervised,
+  execFileText,
+  isExecutable,
+  onExitSync,
+  runStreaming,
+  startReaper,
+  writePids,
+} from "../kit/processes.ts";
+import { waitFor } from "../kit/wait.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const buildScript = path.join(here, "build.sh");
 export const kubernetesVersion = "v1.20.2";
 
-/** The controllers the e2e tests rely on. No nodelifecycle (there are no kubelets, so it would
- *  taint the harness's Node objects and evict their pods), no podgc (it deletes pods bound to
- *  nodes it considers gone), nothing that needs a cloud, volumes or Services. */
+/** The controllers of a kubelet-less cluster. No nodelifecycle (there are no kubelets, so it would
+ *  taint Node objects and evict their pods), no podgc (it deletes pods bound to nodes it considers
+ *  gone), nothing that needs a cloud, volumes or Services. */
 export const defaultControllers = [
   "deployment",
   "replicaset",
@@ -47,17 +60,25 @@ export const defaultControllers = [
   "clusterrole-aggregation",
 ];
 
+/** With a real kubelet: the node lifecycle controller (it lifts the `not-ready` taint once the
+ *  kubelet reports Ready, and marks pods of a node that stops reporting) and pod GC as well. */
+export const nodeControllers = [...defaultControllers, "nodelifecycle", "podgc"];
+
 export interface StartOptions {
   /** progress lines (build output, phases, timings); default: none */
   log?: (line: string) => void;
   /** kube-controller-manager --controllers; default {@link defaultControllers} */
   controllers?: string[];
+  /** also run kube-scheduler (a cluster with a real node) */
+  scheduler?: boolean;
   /** extra kube-apiserver flags, e.g. ["--feature-gates=..."] */
   apiserverArgs?: string[];
   /** extra kube-controller-manager flags */
   controllerManagerArgs?: string[];
   /** overall start-up deadline in ms (excluding a first-time build); default 90 s */
   timeoutMs?: number;
+  /** the cluster directory's parent (default DM_CLUSTER_TMPDIR or the system's temporary directory) */
+  parentDir?: string;
 }
 
 export interface ApiResponse<T = unknown> {
@@ -70,6 +91,8 @@ export interface Cluster {
   server: string;
   /** kubeconfig authenticating as a cluster admin (group system:masters), context "admin" */
   adminKubeconfig: string;
+  /** the CA that signs every serving and client certificate of this cluster */
+  ca: Ca;
   /** creates (if missing) the namespace and the ServiceAccount, waits for its token Secret,
    *  and returns the path of a kubeconfig that authenticates as that ServiceAccount */
   kubeconfigFor(namespace: string, serviceAccount: string): Promise<string>;
@@ -102,20 +125,31 @@ export interface Binaries {
   binDir: string;
   kubeApiserver: string;
   kubeControllerManager: string;
+  kubeScheduler: string;
+  kubelet: string;
+  /** the static pause binary of the pod sandbox image */
+  pause: string;
   etcd: string;
 }
 
-/** Runs build.sh (seconds when the binaries are cached; a first build takes ~10 min and streams
+/** Runs build.sh (seconds when the binaries are cached; a first build takes ~13 min and streams
  *  its progress lines to `log`) and returns the binaries' paths. */
 export async function ensureBinaries(log: (line: string) => void = () => {}): Promise<Binaries> {
   await runStreaming("bash", [buildScript], log);
   const binDir = (await execFileText("bash", [buildScript, "--print-bin-dir"])).trim();
-  const kubeApiserver = path.join(binDir, "kube-apiserver");
-  const kubeControllerManager = path.join(binDir, "kube-controller-manager");
-  for (const f of [kubeApiserver, kubeControllerManager]) {
+  const bins = {
+    binDir,
+    kubeApiserver: path.join(binDir, "kube-apiserver"),
+    kubeControllerManager: path.join(binDir, "kube-controller-manager"),
+    kubeScheduler: path.join(binDir, "kube-scheduler"),
+    kubelet: path.join(binDir, "kubelet"),
+    pause: path.join(binDir, "pause"),
+    etcd: findEtcd(),
+  };
+  for (const f of [bins.kubeApiserver, bins.kubeControllerManager, bins.kubeScheduler, bins.kubelet, bins.pause]) {
     if (!isExecutable(f)) throw new Error(`${f} missing after ${buildScript}`);
   }
-  return { binDir, kubeApiserver, kubeControllerManager, etcd: findEtcd() };
+  return bins;
 }
 
 function findEtcd(): string {
@@ -128,328 +162,8 @@ function findEtcd(): string {
   throw new Error("etcd not found (Debian: apt-get install etcd-server; or set DM_ETCD)");
 }
 
-function isExecutable(file: string): boolean {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return fs.statSync(file).isFile();
-  } catch {
-    return false;
-  }
-}
-
-function runStreaming(cmd: string, args: string[], log: (line: string) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    const tail: string[] = [];
-    const onData = (chunk: Buffer, buf: { s: string }) => {
-      buf.s += chunk.toString("utf8");
-      let nl: number;
-      while ((nl = buf.s.indexOf("\n")) >= 0) {
-        const line = buf.s.slice(0, nl);
-        buf.s = buf.s.slice(nl + 1);
-        tail.push(line);
-        if (tail.length > 80) tail.shift();
-        log(line);
-      }
-    };
-    const out = { s: "" };
-    const err = { s: "" };
-    child.stdout.on("data", (c: Buffer) => onData(c, out));
-    child.stderr.on("data", (c: Buffer) => onData(c, err));
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      for (const rest of [out.s, err.s]) if (rest) log(rest);
-      if (code === 0) resolve();
-      else reject(new Error(`${cmd} ${args.join(" ")} failed (${signal ?? code}):\n${tail.join("\n")}`));
-    });
-  });
-}
-
-function execFileText(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { cwd: opts.cwd, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${cmd} ${args.join(" ")}: ${error.message}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
-}
-
 // ---------------------------------------------------------------------------------------------
-// ports
-
-/** A port that was free a moment ago (bind to port 0, read it, close). Another process can take
- *  it before we use it, so the components' start-up retries with new ports on "address in use". */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => (port ? resolve(port) : reject(new Error("no port"))));
-    });
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
-// TLS material (openssl; ECDSA P-256 keys are fast to generate, the SA key is RSA as the 1.20
-// token controller and issuer expect)
-
-const opensslConfig = `
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca_ext]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign,digitalSignature
-subjectKeyIdentifier = hash
-[server_ext]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
-authorityKeyIdentifier = keyid
-[client_ext]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = clientAuth
-authorityKeyIdentifier = keyid
-`;
-
-interface Pki {
-  caCert: string;
-  caKey: string;
-  serverCert: string;
-  serverKey: string;
-  adminCert: string;
-  adminKey: string;
-  cmCert: string;
-  cmKey: string;
-  saKey: string;
-  saPub: string;
-}
-
-async function makePki(dir: string): Promise<Pki> {
-  const p = (f: string) => path.join(dir, f);
-  const cnf = p("openssl.cnf");
-  fs.writeFileSync(cnf, opensslConfig);
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  const base = ["req", "-config", cnf, "-x509", "-days", "30", ...ec];
-  await execFileText("openssl", [
-    ...base,
-    "-extensions",
-    "ca_ext",
-    "-subj",
-    "/CN=digest-migrations-e2e-ca",
-    "-keyout",
-    p("ca.key"),
-    "-out",
-    p("ca.crt"),
-  ]);
-  const signed = (ext: string, subj: string, name: string) =>
-    execFileText("openssl", [
-      ...base,
-      "-CA",
-      p("ca.crt"),
-      "-CAkey",
-      p("ca.key"),
-      "-extensions",
-      ext,
-      "-subj",
-      subj,
-      "-keyout",
-      p(`${name}.key`),
-      "-out",
-      p(`${name}.crt`),
-    ]);
-  // The RSA service-account key is generated in-process (no openssl round trip needed).
-  const { privateKey, publicKey } = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
-  fs.writeFileSync(p("sa.key"), privateKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
-  fs.writeFileSync(p("sa.pub"), publicKey.export({ type: "spki", format: "pem" }));
-  await Promise.all([
-    signed("server_ext", "/CN=kube-apiserver", "apiserver"),
-    // system:masters: full access without RBAC objects.
-    signed("client_ext", "/O=system:masters/CN=digest-migrations-e2e-admin", "admin"),
-    // With --use-service-account-credentials=false every controller acts as the controller-manager
-    // itself, so it needs all their permissions: give it system:masters too.
-    signed("client_ext", "/O=system:masters/CN=system:kube-controller-manager", "controller-manager"),
-  ]);
-  return {
-    caCert: p("ca.crt"),
-    caKey: p("ca.key"),
-    serverCert: p("apiserver.crt"),
-    serverKey: p("apiserver.key"),
-    adminCert: p("admin.crt"),
-    adminKey: p("admin.key"),
-    cmCert: p("controller-manager.crt"),
-    cmKey: p("controller-manager.key"),
-    saKey: p("sa.key"),
-    saPub: p("sa.pub"),
-  };
-}
-
-/** A kubeconfig as YAML (JSON-quoted scalars are valid YAML). */
-function kubeconfigText(
-  server: string,
-  caFile: string,
-  user: string,
-  auth: Record<string, string>,
-  namespace?: string,
-): string {
-  const q = (s: string) => JSON.stringify(s);
-  const authLines = Object.entries(auth)
-    .map(([k, v]) => `    ${k}: ${q(v)}`)
-    .join("\n");
-  return `apiVersion: v1
-kind: Config
-clusters:
-- name: digest-migrations-e2e
-  cluster:
-    server: ${q(server)}
-    certificate-authority: ${q(caFile)}
-users:
-- name: ${q(user)}
-  user:
-${authLines}
-contexts:
-- name: ${q(user)}
-  context:
-    cluster: digest-migrations-e2e${namespace ? `\n    namespace: ${q(namespace)}` : ""}
-    user: ${q(user)}
-current-context: ${q(user)}
-`;
-}
-
-// ---------------------------------------------------------------------------------------------
-// processes
-
-/** Every live cluster of this process, for the exit/signal hooks. */
-const live = new Set<ClusterImpl>();
-let hooksInstalled = false;
-
-function installExitHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  process.on("exit", () => {
-    for (const c of live) c.killNowSync();
-  });
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    const handler = () => {
-      for (const c of live) c.killNowSync();
-      // Restore the default disposition unless someone else handles this signal.
-      process.removeListener(sig, handler);
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    };
-    process.on(sig, handler);
-  }
-}
-
-class Proc {
-  readonly name: string;
-  readonly logFile: string;
-  child: ChildProcess;
-  exited: { code: number | null; signal: NodeJS.Signals | null } | null = null;
-  readonly exitPromise: Promise<void>;
-
-  constructor(name: string, cmd: string, args: string[], logFile: string, cwd: string) {
-    this.name = name;
-    this.logFile = logFile;
-    const fd = fs.openSync(logFile, "a");
-    fs.writeSync(fd, `\n=== ${new Date().toISOString()} ${cmd} ${args.join(" ")}\n`);
-    // detached: its own process group, so stop() can signal the whole group.
-    this.child = spawn(cmd, args, { cwd, detached: true, stdio: ["ignore", fd, fd] });
-    fs.closeSync(fd);
-    // Do not keep the test process alive; the exit hook kills the group if stop() is never called.
-    this.child.unref();
-    this.exitPromise = new Promise((resolve) => {
-      this.child.on("exit", (code, signal) => {
-        this.exited = { code, signal };
-        resolve();
-      });
-      this.child.on("error", (err) => {
-        this.exited = { code: null, signal: null };
-        fs.appendFileSync(logFile, `spawn error: ${err.message}\n`);
-        resolve();
-      });
-    });
-  }
-
-  get pid(): number | undefined {
-    return this.child.pid;
-  }
-
-  killGroupSync(signal: NodeJS.Signals): void {
-    if (this.exited || this.pid === undefined) return;
-    try {
-      process.kill(-this.pid, signal);
-    } catch {
-      /* already gone */
-    }
-  }
-
-  /** SIGTERM to the process group, SIGKILL after `graceMs`. */
-  async stop(graceMs = 10_000): Promise<void> {
-    if (this.exited) return;
-    this.killGroupSync("SIGTERM");
-    const timer = setTimeout(() => this.killGroupSync("SIGKILL"), graceMs);
-    await this.exitPromise;
-    clearTimeout(timer);
-    // Children that ignored SIGTERM in the same group.
-    if (this.pid !== undefined) {
-      try {
-        process.kill(-this.pid, "SIGKILL");
-      } catch {
-        /* group empty */
-      }
-    }
-  }
-
-  tail(lines = 40): string {
-    try {
-      return fs.readFileSync(this.logFile, "utf8").split("\n").slice(-lines).join("\n");
-    } catch {
-      return "";
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// waiting
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Polls `check` until it returns a value (not undefined), failing at the deadline or as soon as
- *  one of `procs` exits. */
-async function waitFor<T>(
-  what: string,
-  deadline: number,
-  check: () => Promise<T | undefined>,
-  procs: Proc[] = [],
-): Promise<T> {
-  let last = "";
-  for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
-    for (const p of procs) {
-      if (p.exited)
-        throw new Error(
-          `${p.name} exited (${p.exited.signal ?? p.exited.code}) while waiting for ${what}:\n${p.tail()}`,
-        );
-    }
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err instanceof Error ? err.message : String(err);
-    }
-    if (Date.now() > deadline) {
-      const tails = procs.map((p) => `--- ${p.name} (${p.logFile}):\n${p.tail(25)}`).join("\n");
-      throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${last})` : ""}\n${tails}`);
-    }
-    await sleep(delay);
-  }
-}
+// HTTP (node:http rather than fetch(): undici's pooled sockets would keep the process alive)
 
 function httpGetText(url: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -468,7 +182,6 @@ interface TlsClient {
   ca?: string | Buffer;
   cert?: string | Buffer;
   key?: string | Buffer;
-  token?: string;
   insecure?: boolean;
 }
 
@@ -486,7 +199,6 @@ function httpsRequest(
       headers["content-type"] = contentType;
       headers["content-length"] = String(Buffer.byteLength(body));
     }
-    if (tls.token) headers.authorization = `Bearer ${tls.token}`;
     const req = https.request(
       url,
       {
@@ -520,17 +232,57 @@ interface Ports {
   etcdPeer: number;
   apiserver: number;
   controllerManager: number;
+  scheduler: number;
 }
 
-const isAddrInUse = (p: Proc) => /address already in use/i.test(p.tail(60));
+interface Pki {
+  ca: Ca;
+  server: KeyPair;
+  admin: KeyPair;
+  controllerManager: KeyPair;
+  scheduler: KeyPair;
+  saKey: string;
+  saPub: string;
+}
+
+async function makePki(dir: string): Promise<Pki> {
+  const ca = await createCa(dir, "digest-migrations-e2e-ca");
+  const { key: saKey, pub: saPub } = serviceAccountKeys(dir);
+  const [server, admin, controllerManager, scheduler] = await Promise.all([
+    issue(ca, {
+      name: "apiserver",
+      commonName: "kube-apiserver",
+      serving: {
+        ips: ["127.0.0.1", "10.0.0.1"],
+        dnsNames: [
+          "localhost",
+          "kubernetes",
+          "kubernetes.default",
+          "kubernetes.default.svc",
+          "kubernetes.default.svc.cluster.local",
+        ],
+      },
+    }),
+    // system:masters: full access without RBAC objects (also the apiserver's client certificate
+    // towards kubelets: logs, exec).
+    issue(ca, { name: "admin", commonName: "digest-migrations-e2e-admin", organizations: ["system:masters"] }),
+    // With --use-service-account-credentials=false every controller acts as the controller-manager
+    // itself, so it needs all their permissions: give it system:masters too.
+    issue(ca, {
+      name: "controller-manager",
+      commonName: "system:kube-controller-manager",
+      organizations: ["system:masters"],
+    }),
+    // The scheduler's user, bound by the bootstrap policy to the system:kube-scheduler ClusterRole.
+    issue(ca, { name: "scheduler", commonName: "system:kube-scheduler" }),
+  ]);
+  return { ca, server, admin, controllerManager, scheduler, saKey, saPub };
+}
 
 class ClusterImpl implements Cluster {
   readonly dir: string;
   server = "";
   adminKubeconfig = "";
-  caFile = "";
-  adminCertFile = "";
-  adminKeyFile = "";
   etcdEndpoint = "";
 
   private readonly bins: Binaries;
@@ -538,55 +290,75 @@ class ClusterImpl implements Cluster {
   private readonly log: (line: string) => void;
   private pki!: Pki;
   private ports!: Ports;
-  private etcd: Proc | undefined;
-  private apiserver: Proc | undefined;
-  private controllerManager: Proc | undefined;
-  private reaper: ChildProcess | undefined;
+  private etcd: Supervised | undefined;
+  private apiserver: Supervised | undefined;
+  private controllerManager: Supervised | undefined;
+  private scheduler: Supervised | undefined;
   private agent: https.Agent | undefined;
   private tlsAdmin: TlsClient = {};
   private stopped = false;
+  private readonly forgetExitHook: () => void;
 
   constructor(dir: string, bins: Binaries, opts: StartOptions) {
     this.dir = dir;
     this.bins = bins;
     this.opts = opts;
     this.log = opts.log ?? (() => {});
+    this.forgetExitHook = onExitSync(() => this.killNowSync());
+  }
+
+  get ca(): Ca {
+    return this.pki.ca;
+  }
+  get caFile(): string {
+    return this.pki.ca.cert;
+  }
+  get adminCertFile(): string {
+    return this.pki.admin.cert;
+  }
+  get adminKeyFile(): string {
+    return this.pki.admin.key;
   }
 
   private file(name: string): string {
     return path.join(this.dir, name);
   }
 
+  private get processes(): Supervised[] {
+    return [this.etcd, this.apiserver, this.controllerManager, this.scheduler].filter(
+      (p): p is Supervised => p !== undefined,
+    );
+  }
+
   async start(): Promise<void> {
     const t0 = Date.now();
     const deadline = t0 + (this.opts.timeoutMs ?? 90_000);
-    const phase = (what: string) => this.log(`[cluster +${((Date.now() - t0) / 1000).toFixed(1)}s] ${what}`);
+    const phase = (what: string): void => this.log(`[cluster +${((Date.now() - t0) / 1000).toFixed(1)}s] ${what}`);
 
-    this.startReaper();
+    startReaper(this.dir);
     phase("generating certificates and keys");
     this.pki = await makePki(this.dir);
-    this.caFile = this.pki.caCert;
-    this.adminCertFile = this.pki.adminCert;
-    this.adminKeyFile = this.pki.adminKey;
     this.tlsAdmin = {
-      ca: fs.readFileSync(this.pki.caCert),
-      cert: fs.readFileSync(this.pki.adminCert),
-      key: fs.readFileSync(this.pki.adminKey),
+      ca: fs.readFileSync(this.pki.ca.cert),
+      cert: fs.readFileSync(this.pki.admin.cert),
+      key: fs.readFileSync(this.pki.admin.key),
     };
     this.agent = new https.Agent({ keepAlive: true, maxSockets: 16, ...this.tlsAdmin });
 
     for (let attempt = 1; ; attempt++) {
+      const [etcdClient, etcdPeer, apiserver, controllerManager, scheduler] = await freePorts(5);
       this.ports = {
-        etcdClient: await freePort(),
-        etcdPeer: await freePort(),
-        apiserver: await freePort(),
-        controllerManager: await freePort(),
+        etcdClient: etcdClient!,
+        etcdPeer: etcdPeer!,
+        apiserver: apiserver!,
+        controllerManager: controllerManager!,
+        scheduler: scheduler!,
       };
       try {
         await this.startAll(deadline, phase);
         break;
       } catch (err) {
-        const inUse = [this.etcd, this.apiserver, this.controllerManager].some((p) => p?.exited && isAddrInUse(p));
+        const inUse = this.processes.some((p) => p.exited && p.addressInUse());
         await this.stopProcesses();
         if (!inUse || attempt >= 3) throw err;
         phase(`a port was taken by another process; retrying with new ports (attempt ${attempt + 1})`);
@@ -596,27 +368,18 @@ class ClusterImpl implements Cluster {
   }
 
   private async startAll(deadline: number, phase: (what: string) => void): Promise<void> {
-    const { ports } = this;
+    const { ports, pki } = this;
     this.server = `https://127.0.0.1:${ports.apiserver}`;
     this.etcdEndpoint = `http://127.0.0.1:${ports.etcdClient}`;
+    const timeoutMs = (): number => Math.max(1, deadline - Date.now());
 
-    this.adminKubeconfig = this.file("admin.kubeconfig");
-    fs.writeFileSync(
-      this.adminKubeconfig,
-      kubeconfigText(this.server, this.caFile, "admin", {
-        "client-certificate": this.pki.adminCert,
-        "client-key": this.pki.adminKey,
-      }),
-      { mode: 0o600 },
-    );
-    const cmKubeconfig = this.file("controller-manager.kubeconfig");
-    fs.writeFileSync(
-      cmKubeconfig,
-      kubeconfigText(this.server, this.caFile, "system:kube-controller-manager", {
-        "client-certificate": this.pki.cmCert,
-        "client-key": this.pki.cmKey,
-      }),
-      { mode: 0o600 },
+    this.adminKubeconfig = writeCertKubeconfig(this.file("admin.kubeconfig"), this.server, pki.ca, "admin", pki.admin);
+    const cmKubeconfig = writeCertKubeconfig(
+      this.file("controller-manager.kubeconfig"),
+      this.server,
+      pki.ca,
+      "system:kube-controller-manager",
+      pki.controllerManager,
     );
 
     phase(`starting etcd on ${this.etcdEndpoint}`);
@@ -636,18 +399,12 @@ class ClusterImpl implements Cluster {
       "--log-level=warn",
     ]);
     await waitFor(
-      "etcd /health",
-      deadline,
-      async () => {
-        // node:http rather than fetch(): undici's pooled sockets would keep the process alive.
-        const text = await httpGetText(`${this.etcdEndpoint}/health`);
-        return (JSON.parse(text) as { health?: string }).health === "true" ? true : undefined;
-      },
-      [this.etcd],
+      async () => (JSON.parse(await httpGetText(`${this.etcdEndpoint}/health`)) as { health?: string }).health === "true",
+      { what: "etcd /health", timeoutMs: timeoutMs(), intervalMs: 50, processes: [this.etcd] },
     );
 
     phase(`starting kube-apiserver on ${this.server}`);
-    await this.launchApiserver(deadline);
+    await this.launchApiserver(timeoutMs());
 
     phase(`starting kube-controller-manager (health on https://127.0.0.1:${ports.controllerManager})`);
     this.controllerManager = this.spawn("kube-controller-manager", this.bins.kubeControllerManager, [
@@ -661,31 +418,59 @@ class ClusterImpl implements Cluster {
       "--leader-elect=false",
       `--controllers=${(this.opts.controllers ?? defaultControllers).join(",")}`,
       "--use-service-account-credentials=false",
-      `--service-account-private-key-file=${this.pki.saKey}`,
-      `--root-ca-file=${this.pki.caCert}`,
+      `--service-account-private-key-file=${pki.saKey}`,
+      `--root-ca-file=${pki.ca.cert}`,
       "--cluster-name=digest-migrations-e2e",
       "--profiling=false",
       "--v=1",
       ...(this.opts.controllerManagerArgs ?? []),
     ]);
-    await waitFor(
-      "kube-controller-manager /healthz",
-      deadline,
-      async () => {
-        const r = await httpsRequest(`https://127.0.0.1:${ports.controllerManager}/healthz`, "GET", { insecure: true });
-        return r.status === 200 ? true : undefined;
-      },
-      [this.controllerManager, ...(this.apiserver ? [this.apiserver] : [])],
-    );
+    const healthy = (port: number) => async (): Promise<boolean> =>
+      (await httpsRequest(`https://127.0.0.1:${port}/healthz`, "GET", { insecure: true })).status === 200;
+    await waitFor(healthy(ports.controllerManager), {
+      what: "kube-controller-manager /healthz",
+      timeoutMs: timeoutMs(),
+      intervalMs: 50,
+      processes: this.processes,
+    });
+
+    if (this.opts.scheduler) {
+      phase(`starting kube-scheduler (health on https://127.0.0.1:${ports.scheduler})`);
+      const schedulerKubeconfig = writeCertKubeconfig(
+        this.file("scheduler.kubeconfig"),
+        this.server,
+        pki.ca,
+        "system:kube-scheduler",
+        pki.scheduler,
+      );
+      this.scheduler = this.spawn("kube-scheduler", this.bins.kubeScheduler, [
+        `--kubeconfig=${schedulerKubeconfig}`,
+        `--authentication-kubeconfig=${schedulerKubeconfig}`,
+        `--authorization-kubeconfig=${schedulerKubeconfig}`,
+        "--bind-address=127.0.0.1",
+        `--secure-port=${ports.scheduler}`,
+        "--port=0",
+        `--cert-dir=${this.file("scheduler-certs")}`,
+        "--leader-elect=false",
+        "--profiling=false",
+        "--v=1",
+      ]);
+      await waitFor(healthy(ports.scheduler), {
+        what: "kube-scheduler /healthz",
+        timeoutMs: timeoutMs(),
+        intervalMs: 50,
+        processes: this.processes,
+      });
+    }
     // The token controller is the last piece pods need (ServiceAccount admission): wait until
     // the default namespace is usable, which also proves the controllers run.
     phase("waiting for the default ServiceAccount token (token controller)");
-    await this.waitForServiceAccountToken("default", "default", deadline);
+    await this.waitForServiceAccountToken("default", "default", timeoutMs());
   }
 
-  private spawn(name: string, cmd: string, args: string[]): Proc {
-    const p = new Proc(name, cmd, args, this.file(`${name}.log`), this.dir);
-    this.writePids();
+  private spawn(name: string, cmd: string, args: string[]): Supervised {
+    const p = new Supervised(name, cmd, args, { logFile: this.file(`${name}.log`), cwd: this.dir });
+    writePids(this.dir, this.processes.concat(p));
     return p;
   }
 
@@ -698,10 +483,18 @@ class ClusterImpl implements Cluster {
       `--secure-port=${ports.apiserver}`,
       "--insecure-port=0", // 1.20 default is 8080 on localhost: shared between parallel runs
       `--cert-dir=${this.file("apiserver-certs")}`,
-      `--tls-cert-file=${pki.serverCert}`,
-      `--tls-private-key-file=${pki.serverKey}`,
-      `--client-ca-file=${pki.caCert}`,
-      "--authorization-mode=RBAC",
+      `--tls-cert-file=${pki.server.cert}`,
+      `--tls-private-key-file=${pki.server.key}`,
+      `--client-ca-file=${pki.ca.cert}`,
+      // As kubeadm sets it up: kubelets are authorised by the Node authorizer (and limited to their
+      // own Node and pods by NodeRestriction), everybody else by RBAC.
+      "--authorization-mode=Node,RBAC",
+      // The apiserver reaches a kubelet (logs, exec) at the Node's InternalIP (127.0.0.1) with the
+      // admin certificate, and checks the kubelet's serving certificate against the cluster CA.
+      "--kubelet-preferred-address-types=InternalIP",
+      `--kubelet-client-certificate=${pki.admin.cert}`,
+      `--kubelet-client-key=${pki.admin.key}`,
+      `--kubelet-certificate-authority=${pki.ca.cert}`,
       // 1.20 requires the issuer and signing key (TokenRequest); the public key verifies both
       // the legacy Secret tokens (signed by the controller-manager) and bound tokens.
       "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -711,8 +504,9 @@ class ClusterImpl implements Cluster {
       // The "kubernetes" Service's Endpoints may not point at loopback: do not reconcile them.
       "--endpoint-reconciler-type=none",
       // Default plugin set of 1.20 (NamespaceLifecycle, LimitRanger, ServiceAccount, Priority,
-      // DefaultTolerationSeconds, ResourceQuota, webhooks, …), named so it does not drift.
-      "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultTolerationSeconds,Priority,ResourceQuota,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+      // DefaultTolerationSeconds, ResourceQuota, webhooks, …) plus NodeRestriction, named so it
+      // does not drift.
+      "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,NodeRestriction,TaintNodesByCondition,DefaultTolerationSeconds,Priority,ResourceQuota,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
       "--allow-privileged=true",
       "--profiling=false",
       "--v=1",
@@ -720,17 +514,14 @@ class ClusterImpl implements Cluster {
     ];
   }
 
-  private async launchApiserver(deadline: number): Promise<void> {
+  private async launchApiserver(timeoutMs: number): Promise<void> {
     this.apiserver = this.spawn("kube-apiserver", this.bins.kubeApiserver, this.apiserverArgs());
-    await waitFor(
-      "kube-apiserver /readyz",
-      deadline,
-      async () => {
-        const r = await httpsRequest(`${this.server}/readyz`, "GET", this.tlsAdmin);
-        return r.status === 200 ? true : undefined;
-      },
-      [this.apiserver, ...(this.etcd ? [this.etcd] : [])],
-    );
+    await waitFor(async () => (await httpsRequest(`${this.server}/readyz`, "GET", this.tlsAdmin)).status === 200, {
+      what: "kube-apiserver /readyz",
+      timeoutMs,
+      intervalMs: 50,
+      processes: this.processes,
+    });
   }
 
   async request<T = unknown>(
@@ -763,20 +554,18 @@ class ClusterImpl implements Cluster {
       { apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } },
       [201, 409],
     );
-    await this.waitForServiceAccountToken(namespace, "default", Date.now() + 60_000);
+    await this.waitForServiceAccountToken(namespace, "default", 60_000);
   }
 
   /** Waits for the legacy token Secret the 1.20 token controller creates for a ServiceAccount. */
   private async waitForServiceAccountToken(
     namespace: string,
     serviceAccount: string,
-    deadline: number,
+    timeoutMs: number,
   ): Promise<string> {
     const ns = encodeURIComponent(namespace);
     const sa = encodeURIComponent(serviceAccount);
     return waitFor(
-      `a token for ServiceAccount ${namespace}/${serviceAccount}`,
-      deadline,
       async () => {
         const r = await this.request<{ secrets?: { name?: string }[] }>(
           "GET",
@@ -795,7 +584,12 @@ class ClusterImpl implements Cluster {
         }
         return undefined;
       },
-      [this.apiserver, this.controllerManager].filter((p): p is Proc => p !== undefined),
+      {
+        what: `a token for ServiceAccount ${namespace}/${serviceAccount}`,
+        timeoutMs,
+        intervalMs: 50,
+        processes: [this.apiserver, this.controllerManager].filter((p): p is Supervised => p !== undefined),
+      },
     );
   }
 
@@ -812,7 +606,7 @@ class ClusterImpl implements Cluster {
       { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: serviceAccount } },
       [201, 409],
     );
-    const token = await this.waitForServiceAccountToken(namespace, serviceAccount, Date.now() + 60_000);
+    const token = await this.waitForServiceAccountToken(namespace, serviceAccount, 60_000);
     const user = `system:serviceaccount:${namespace}:${serviceAccount}`;
     const file = this.file(`kubeconfig-${namespace}-${serviceAccount}`.replace(/[^A-Za-z0-9._-]/g, "_"));
     // The namespace is the context's default, like an in-cluster client's.
@@ -822,7 +616,7 @@ class ClusterImpl implements Cluster {
 
   async stopApiserver(): Promise<void> {
     await this.apiserver?.stop();
-    this.writePids();
+    writePids(this.dir, this.processes);
   }
 
   async startApiserver(): Promise<void> {
@@ -832,14 +626,14 @@ class ClusterImpl implements Cluster {
     this.agent = new https.Agent({ keepAlive: true, maxSockets: 16, ...this.tlsAdmin });
     // Its port stays ours: nothing else on this machine listens on a port we got from the kernel
     // moments ago unless it asks for it explicitly (SO_REUSEADDR lets the new process rebind).
-    await this.launchApiserver(Date.now() + (this.opts.timeoutMs ?? 90_000));
+    await this.launchApiserver(this.opts.timeoutMs ?? 90_000);
   }
 
   private async stopProcesses(): Promise<void> {
-    // Controller-manager first (it would log errors without the apiserver), etcd last.
-    for (const p of [this.controllerManager, this.apiserver, this.etcd]) await p?.stop();
-    this.controllerManager = this.apiserver = this.etcd = undefined;
-    this.writePids();
+    // Scheduler and controller-manager first (they would log errors without the apiserver), etcd last.
+    for (const p of [this.scheduler, this.controllerManager, this.apiserver, this.etcd]) await p?.stop();
+    this.scheduler = this.controllerManager = this.apiserver = this.etcd = undefined;
+    writePids(this.dir, []);
   }
 
   async stop(): Promise<void> {
@@ -849,7 +643,7 @@ class ClusterImpl implements Cluster {
       await this.stopProcesses();
     } finally {
       this.agent?.destroy();
-      live.delete(this);
+      this.forgetExitHook();
       this.removeDir();
     }
   }
@@ -857,11 +651,7 @@ class ClusterImpl implements Cluster {
   private removeDir(): void {
     if (process.env.DM_KEEP_CLUSTER === "1") {
       this.log(`[cluster] keeping ${this.dir} (DM_KEEP_CLUSTER=1)`);
-      try {
-        fs.rmSync(path.join(this.dir, "pids"), { force: true });
-      } catch {
-        /* ignore */
-      }
+      fs.rmSync(path.join(this.dir, "pids"), { force: true });
       return;
     }
     fs.rmSync(this.dir, { recursive: true, force: true });
@@ -869,60 +659,22 @@ class ClusterImpl implements Cluster {
 
   /** Synchronous last resort for process exit and fatal signals. */
   killNowSync(): void {
-    for (const p of [this.controllerManager, this.apiserver, this.etcd]) p?.killGroupSync("SIGKILL");
+    for (const p of this.processes) p.killGroupSync("SIGKILL");
     this.stopped = true;
-    try {
-      this.removeDir();
-    } catch {
-      /* ignore */
-    }
-  }
-
-  /** The process groups to kill if this Node process dies without running its exit hook
-   *  (SIGKILL, OOM): read by the reaper. */
-  private writePids(): void {
-    const pids: number[] = [];
-    for (const p of [this.etcd, this.apiserver, this.controllerManager]) if (p && !p.exited && p.pid) pids.push(p.pid);
-    try {
-      fs.writeFileSync(this.file("pids.tmp"), pids.join("\n") + "\n");
-      fs.renameSync(this.file("pids.tmp"), this.file("pids"));
-    } catch {
-      /* dir gone */
-    }
-  }
-
-  /** A detached shell that outlives us: when this Node process disappears while the cluster
-   *  directory still exists (so stop() never ran), it kills the recorded process groups and
-   *  removes the directory. It exits by itself once the directory is gone. */
-  private startReaper(): void {
-    const script = `
-      while kill -0 "$1" 2>/dev/null && [ -d "$2" ]; do sleep 1; done
-      if [ -f "$2/pids" ]; then
-        for p in $(cat "$2/pids"); do kill -TERM -- "-$p" 2>/dev/null; done
-        sleep 2
-        for p in $(cat "$2/pids"); do kill -KILL -- "-$p" 2>/dev/null; done
-        rm -rf "$2"
-      fi`;
-    this.reaper = spawn("sh", ["-c", script, "dm-cluster-reaper", String(process.pid), this.dir], {
-      detached: true,
-      stdio: "ignore",
-    });
-    this.reaper.unref();
+    this.removeDir();
   }
 }
 
-/** Starts etcd, kube-apiserver and kube-controller-manager (building them first if this machine
- *  has no cached binaries) and waits until they are ready. */
+/** Starts etcd, kube-apiserver, kube-controller-manager (and kube-scheduler when asked), building
+ *  them first if this machine has no cached binaries, and waits until they are ready. */
 export async function startCluster(opts: StartOptions = {}): Promise<Cluster> {
   const log = opts.log ?? (() => {});
   const t0 = Date.now();
   const bins = await ensureBinaries(log);
-  const parent = process.env.DM_CLUSTER_TMPDIR || os.tmpdir();
+  const parent = opts.parentDir ?? (process.env.DM_CLUSTER_TMPDIR || os.tmpdir());
   fs.mkdirSync(parent, { recursive: true });
   const dir = fs.mkdtempSync(path.join(parent, "dm-cluster-"));
-  installExitHooks();
   const cluster = new ClusterImpl(dir, bins, opts);
-  live.add(cluster);
   try {
     await cluster.start();
   } catch (err) {

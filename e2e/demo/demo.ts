@@ -11,8 +11,8 @@
 import { startCluster } from "../cluster/cluster.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import type { TestEnv } from "../harness/env.ts";
-import { errorText } from "../harness/wait.ts";
-import { KubeClient } from "../node/kube.ts";
+import { errorText } from "../kit/wait.ts";
+import { KubeClient } from "../kit/client.ts";
 import { NodeEmulator } from "../node/emulator.ts";
 import { Registry } from "../node/registry.ts";
 import { startPostgres } from "../postgres/postgres.ts";

@@ -3,7 +3,7 @@
 // recording a digest. It polls the API (a few requests every 300 ms) and prints differences.
 import type { KubeObject, Migrator, Pod } from "@digest-migrations/shared";
 import { API_VERSION, KIND, LABELS, digestFromImageID, pinnedDigest } from "@digest-migrations/shared";
-import type { KubeClient, ObjectList } from "../node/kube.ts";
+import type { KubeClient, ObjectList } from "../kit/client.ts";
 import { shortDigest } from "./narrator.ts";
 
 interface JobView extends KubeObject {

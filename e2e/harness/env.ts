@@ -16,8 +16,8 @@ import path from "node:path";
 import { t as tapRoot } from "tap";
 import type { Test } from "tap";
 import { startCluster } from "../cluster/cluster.ts";
-import { KubeClient, paths } from "../node/kube.ts";
-import type { ObjectList } from "../node/kube.ts";
+import { KubeClient, paths } from "../kit/client.ts";
+import type { ObjectList } from "../kit/client.ts";
 import { NodeEmulator } from "../node/emulator.ts";
 import type { NodeSpec, Timing } from "../node/emulator.ts";
 import { Registry } from "../node/registry.ts";
@@ -25,7 +25,7 @@ import { startPostgres } from "../postgres/postgres.ts";
 import type { Database, Postgres } from "../postgres/postgres.ts";
 import { externalCluster } from "./external-cluster.ts";
 import type { ClusterHandle } from "./external-cluster.ts";
-import { errorText, waitFor } from "./wait.ts";
+import { errorText, waitFor } from "../kit/wait.ts";
 
 export type { ClusterHandle } from "./external-cluster.ts";
 

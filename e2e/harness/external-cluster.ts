@@ -5,8 +5,8 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { KubeClient, ApiError, paths } from "../node/kube.ts";
-import { waitFor } from "./wait.ts";
+import { KubeClient, ApiError, paths } from "../kit/client.ts";
+import { waitFor } from "../kit/wait.ts";
 
 export interface ClusterHandle {
   server: string;

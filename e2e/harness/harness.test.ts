@@ -8,9 +8,9 @@ import { testEnv } from "./env.ts";
 import type { TestEnv } from "./env.ts";
 import { inlineNodeImage, scriptImage } from "./images.ts";
 import { condition, deployment, job, pod } from "./objects.ts";
-import { waitFor } from "./wait.ts";
-import { paths, STRATEGIC_MERGE_PATCH } from "../node/kube.ts";
-import type { ObjectList } from "../node/kube.ts";
+import { waitFor } from "../kit/wait.ts";
+import { paths, STRATEGIC_MERGE_PATCH } from "../kit/client.ts";
+import type { ObjectList } from "../kit/client.ts";
 
 const SQL = path.join(import.meta.dirname, "fixtures/sql.ts");
 

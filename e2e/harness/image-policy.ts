@@ -13,7 +13,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import type { Pod } from "@digest-migrations/shared";
 import type { TestEnv } from "./env.ts";
-import { waitFor } from "./wait.ts";
+import { waitFor } from "../kit/wait.ts";
 
 /** Pods with this label are judged by the policy. */
 export const POLICY_LABEL = { key: "e2e.digest-migrations/image-policy", value: "no-image-changes" } as const;

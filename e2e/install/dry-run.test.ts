@@ -20,8 +20,8 @@ import { lintChart, parseManifests, renderChart, renderKustomize, RECONCILER_DEP
 import { ROLLOUT_CRD, SERVICE_MONITOR_CRD } from "../harness/crds.ts";
 import { kubernetesVersion } from "../cluster/cluster.ts";
 import { sharedCluster } from "../harness/env.ts";
-import { KubeClient } from "../node/kube.ts";
-import { errorText } from "../harness/wait.ts";
+import { KubeClient } from "../kit/client.ts";
+import { errorText } from "../kit/wait.ts";
 import { describe, serverSideApply, waitEstablished } from "../pipeline/apply.ts";
 import { readManifests, CRD_FILE } from "../pipeline/install.ts";
 import { parseStream } from "../pipeline/sync.ts";

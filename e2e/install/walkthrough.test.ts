@@ -21,11 +21,11 @@ import { promisify } from "node:util";
 import t from "tap";
 import type { Test } from "tap";
 import { parse } from "yaml";
-import { freePort } from "../cluster/cluster.ts";
+import { freePort } from "../kit/ports.ts";
 import { sharedCluster } from "../harness/env.ts";
-import { waitFor } from "../harness/wait.ts";
+import { waitFor } from "../kit/wait.ts";
 import { expand } from "../node/env.ts";
-import { KubeClient } from "../node/kube.ts";
+import { KubeClient } from "../kit/client.ts";
 import { tools } from "../../plugin/test/tools.ts";
 import type { Container, KubeObject } from "@digest-migrations/shared";
 

@@ -7,15 +7,15 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { Pod } from "@digest-migrations/shared";
-import { ApiError, paths } from "./kube.ts";
-import type { KubeClient } from "./kube.ts";
-import { ListWatch } from "./list-watch.ts";
+import { ApiError, paths } from "../kit/client.ts";
+import type { KubeClient } from "../kit/client.ts";
+import { ListWatch } from "../kit/reflector.ts";
 import { NodeImages, parseImage } from "./registry.ts";
 import type { Registry } from "./registry.ts";
 import { PodRunner } from "./pod-runner.ts";
 import type { PullRecord, StartRecord, Timing } from "./pod-runner.ts";
 import type { EnvSources } from "./env.ts";
-import { errorText } from "../harness/wait.ts";
+import { errorText } from "../kit/wait.ts";
 
 export type { PullRecord, StartRecord, Timing } from "./pod-runner.ts";
 

@@ -6,11 +6,11 @@ import path from "node:path";
 import t from "tap";
 import type { Test } from "tap";
 import type { Pod, PodStatus } from "@digest-migrations/shared";
-import type { KubeClient } from "./kube.ts";
+import type { KubeClient } from "../kit/client.ts";
 import { PodRunner } from "./pod-runner.ts";
 import type { StartRecord } from "./pod-runner.ts";
 import { NodeImages, Registry } from "./registry.ts";
-import { waitFor } from "../harness/wait.ts";
+import { waitFor } from "../kit/wait.ts";
 
 const run = (source: string): string[] => [process.execPath, "-e", source];
 

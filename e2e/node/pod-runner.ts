@@ -10,8 +10,8 @@
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import type { Container, ContainerState, ContainerStatus, Pod, PodStatus } from "@digest-migrations/shared";
-import { ApiError, paths } from "./kube.ts";
-import type { KubeClient } from "./kube.ts";
+import { ApiError, paths } from "../kit/client.ts";
+import type { KubeClient } from "../kit/client.ts";
 import type { NodeImages } from "./registry.ts";
 import { ContainerConfigError, containerEnv } from "./env.ts";
 import type { EnvSources } from "./env.ts";
@@ -19,7 +19,7 @@ import { imageDirectory, launch, resolveCommand } from "./process.ts";
 import type { Exit, RunningProcess } from "./process.ts";
 import { buildPodStatus, podPhase } from "./status.ts";
 import type { Phase } from "./status.ts";
-import { delay, errorText } from "../harness/wait.ts";
+import { delay, errorText } from "../kit/wait.ts";
 
 export interface Timing {
   /** First image pull retry delay (kubelet: 10 s), doubled up to pullBackoffMaxMs. */

@@ -4,8 +4,8 @@
 // argocd.argoproj.io/sync-wave, default 0), waiting for a CustomResourceDefinition to be
 // Established before anything later in the sync uses it.
 import type { KubeObject } from "@digest-migrations/shared";
-import { KubeClient } from "../node/kube.ts";
-import { waitFor } from "../harness/wait.ts";
+import { KubeClient } from "../kit/client.ts";
+import { waitFor } from "../kit/wait.ts";
 
 export const FIELD_MANAGER = "argocd-controller";
 export const APPLY_PATCH = "application/apply-patch+yaml";

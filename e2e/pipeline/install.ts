@@ -11,7 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
 import type { KubeObject } from "@digest-migrations/shared";
-import { KubeClient } from "../node/kube.ts";
+import { KubeClient } from "../kit/client.ts";
 import type { ClusterHandle } from "../harness/env.ts";
 import { serverSideApply, waitEstablished } from "./apply.ts";
 

@@ -10,8 +10,8 @@ import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort } from "../cluster/cluster.ts";
-import { waitFor } from "../harness/wait.ts";
+import { freePort } from "../kit/ports.ts";
+import { waitFor } from "../kit/wait.ts";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const RECONCILER_BUNDLE = path.join(repoRoot, "reconciler/dist/reconciler.mjs");

@@ -3,7 +3,7 @@
 // mutable tag again and may get new bytes. It is how a CI pipeline makes a new `latest` land
 // without changing git.
 import type { KubeObject } from "@digest-migrations/shared";
-import type { KubeClient } from "../node/kube.ts";
+import type { KubeClient } from "../kit/client.ts";
 
 export const RESTARTED_AT = "kubectl.kubernetes.io/restartedAt";
 

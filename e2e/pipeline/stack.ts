@@ -1,24 +1,25 @@
-// The whole story in one handle, for scenarios and the demo: a control plane, a node, PostgreSQL,
-// the reconciler (real processes behind a loopback "Service"), the shop application in git, and CI.
+// The whole story in one handle, for scenarios and the demo, on the real node: the reconciler
+// installed with the Helm chart (its image from Dockerfile.reconciler), the shop application in
+// its own git checkout, its images built with buildah and pushed by "CI", Argo CD's sync (the
+// plugin's generate inside the plugin image, then server-side apply), PostgreSQL on the host.
 //
-//   const shop = await startShop(t);              // per test: fresh namespace and database
-//   shop.push("v1"); await shop.sync();           // CI pushes, Argo CD syncs
-//   await shop.waitRolledOut(digest);
-//   shop.push("v2"); await shop.restart();        // CI pushes a new latest and restarts
+//   const shop = await startShop(t);                   // per test: namespace, database, reconciler
+//   const v1 = await shop.push("v1"); await shop.sync(); // CI pushes, Argo CD syncs
+//   await shop.waitRolledOut(v1);
+//   await shop.push("v2"); await shop.restart();        // CI pushes a new latest and restarts
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { KubeObject, Migrator, Pod } from "@digest-migrations/shared";
 import { API_VERSION, KIND } from "@digest-migrations/shared";
-import type { TestEnv, TestEnvOptions } from "../harness/env.ts";
-import { waiterImage } from "../harness/images.ts";
-import { waitFor } from "../harness/wait.ts";
-import type { ObjectList } from "../node/kube.ts";
+import { waitFor } from "../kit/wait.ts";
+import type { ObjectList } from "../kit/client.ts";
 import {
   APP_CONTAINER,
   DEPLOYMENT,
   MANIFESTS_DIR,
   MIGRATOR,
+  checkout,
   databaseSecret,
   pushBuild,
   retagLatest,
@@ -26,25 +27,17 @@ import {
 import type { BuildName, BuildOptions } from "../apps/shop/builds.ts";
 import { readHistory } from "../apps/shop/database.ts";
 import type { ShopHistory } from "../apps/shop/database.ts";
-import { installLeaseRbac, installReconciler } from "./install.ts";
-import type { Installation } from "./install.ts";
-import { runReconciler } from "./reconciler.ts";
-import type { ReconcilerOptions, ReconcilerProcess } from "./reconciler.ts";
+import type { NodeEnv } from "../world/env.ts";
+import { ReconcilerRelease } from "../world/reconciler-release.ts";
+import type { ReleaseOptions } from "../world/reconciler-release.ts";
 import { restart } from "./restart.ts";
-import { ServiceProxy } from "./service.ts";
 import { sync } from "./sync.ts";
 import type { SyncResult } from "./sync.ts";
 
-/** The reconciler image as pods name it (the waiter init containers run from it). */
-export const WAITER_IMAGE = "registry.example/digest-migrations/reconciler:e2e";
-
-let installation: Promise<Installation> | undefined;
-
-export interface ShopOptions extends TestEnvOptions {
-  /** Reconciler replicas started at once (default 1; 0 to start them later). */
-  replicas?: number;
-  reconciler?: Partial<ReconcilerOptions>;
-  /** The application directory (default the shop's manifests). */
+export interface ShopOptions {
+  /** The reconciler release (replicas, flags, chart values). */
+  reconciler?: ReleaseOptions;
+  /** The application directory in git (default the shop's manifests). */
   appDir?: string;
 }
 
@@ -61,23 +54,19 @@ export interface PodView {
 }
 
 export class Shop {
-  readonly env: TestEnv;
-  readonly install: Installation;
-  readonly service: ServiceProxy;
-  readonly reconcilers: ReconcilerProcess[] = [];
-  readonly logDir: string;
+  readonly env: NodeEnv;
+  readonly release: ReconcilerRelease;
+  /** The team's repository as Argo CD checks it out; the application is its `shop/` directory. */
+  readonly repoDir: string;
   readonly appDir: string;
-  readonly #reconcilerOpts: Partial<ReconcilerOptions>;
   /** Every digest CI pushed, with its build. */
   readonly pushes: { build: BuildName; digest: string }[] = [];
 
-  constructor(env: TestEnv, install: Installation, service: ServiceProxy, logDir: string, opts: ShopOptions) {
+  constructor(env: NodeEnv, release: ReconcilerRelease, repoDir: string, appDir: string) {
     this.env = env;
-    this.install = install;
-    this.service = service;
-    this.logDir = logDir;
-    this.appDir = opts.appDir ?? MANIFESTS_DIR;
-    this.#reconcilerOpts = opts.reconciler ?? {};
+    this.release = release;
+    this.repoDir = repoDir;
+    this.appDir = appDir;
   }
 
   get namespace(): string {
@@ -90,42 +79,27 @@ export class Shop {
     return db.url;
   }
 
-  /** Starts one more reconciler replica and adds it to the Service. */
-  async addReconciler(extra: Partial<ReconcilerOptions> = {}): Promise<ReconcilerProcess> {
-    const r = await runReconciler({
-      kubeconfig: this.install.kubeconfig,
-      namespaces: [this.namespace],
-      leaseNamespace: this.namespace,
-      logDir: this.logDir,
-      identity: `reconciler-${this.reconcilers.length + 1}`,
-      ...this.#reconcilerOpts,
-      ...extra,
-    });
-    this.reconcilers.push(r);
-    this.service.setBackends(this.reconcilers.map((x) => x.waiterPort));
-    return r;
-  }
-
-  /** CI builds `build` and pushes it as registry.example/app:latest. */
-  push(build: BuildName, opts: BuildOptions = {}): string {
-    const digest = pushBuild(this.env.registry, build, opts);
+  /** CI builds `build` and pushes it as app:latest; returns the new digest. */
+  async push(build: BuildName, opts: BuildOptions = {}): Promise<string> {
+    const digest = await pushBuild(this.env.images, build, opts);
     this.pushes.push({ build, digest });
     return digest;
   }
 
   /** A rollback: latest points at an earlier digest again. */
-  retag(digest: string): void {
-    retagLatest(this.env.registry, digest);
+  retag(digest: string): Promise<void> {
+    return retagLatest(this.env.images, digest);
   }
 
-  /** Argo CD syncs the application from git. */
+  /** Argo CD syncs the application from git: generate in the plugin image, then apply. */
   sync(parameters: Record<string, string> = {}): Promise<SyncResult> {
     return sync(this.appDir, {
-      kubeconfig: this.env.cluster.adminKubeconfig,
+      kubeconfig: this.env.world.adminKubeconfig,
       namespace: this.namespace,
       appName: "shop",
-      waiterImage: WAITER_IMAGE,
-      reconcilerUrl: this.service.url,
+      waiterImage: this.env.world.images.reconciler,
+      reconcilerUrl: this.release.waiterUrl,
+      pluginImage: this.env.world.images.plugin,
       parameters,
       log: (l) => this.env.log(`sync: ${l}`),
     });
@@ -137,7 +111,7 @@ export class Shop {
   }
 
   history(): Promise<ShopHistory> {
-    return readHistory(this.databaseUrl);
+    return readHistory(this.databaseUrl, (id) => this.env.images.digestOfBuild(id));
   }
 
   async migrator(name = MIGRATOR): Promise<Migrator | undefined> {
@@ -152,7 +126,7 @@ export class Shop {
     return last && !list.includes(last) ? [last, ...list] : list;
   }
 
-  async waitMigrated(digest: string, name = MIGRATOR, timeoutMs = 60_000): Promise<Migrator> {
+  async waitMigrated(digest: string, name = MIGRATOR, timeoutMs = 120_000): Promise<Migrator> {
     return waitFor(
       async () => {
         const m = await this.migrator(name);
@@ -161,7 +135,7 @@ export class Shop {
       {
         what: `Migrator ${name} to record ${digest}`,
         timeoutMs,
-        describe: async () => `status: ${JSON.stringify((await this.migrator(name))?.status)}`,
+        describe: async () => `status: ${JSON.stringify((await this.migrator(name))?.status)}; pods: ${await this.describePods()}`,
       },
     );
   }
@@ -206,7 +180,7 @@ export class Shop {
       },
       {
         what: `${replicas} pods of ${opts.app ?? DEPLOYMENT} running ${digest}`,
-        timeoutMs: opts.timeoutMs ?? 60_000,
+        timeoutMs: opts.timeoutMs ?? 120_000,
         describe: async () => this.describePods(opts.app),
       },
     );
@@ -257,72 +231,70 @@ export class Shop {
   }
 
   /**
-   * What the pods and the database say about gating, as sentences (empty = as promised): every app
-   * container the node started ran a digest the Migrator records as migrated, and its app accepted
-   * the schema; every app start in the database came after a successful migration run of a digest
-   * that the Migrator records.
+   * What the runtime, the pods and the database say about gating, as sentences (empty = as
+   * promised): every app container containerd started (its event stream, resolved to the image's
+   * repository digests in containerd's content store) ran a digest the Migrator records as
+   * migrated; every app start in the database came after a successful migration run.
    */
   async gatingProblems(opts: { app?: string } = {}): Promise<string[]> {
     const problems: string[] = [];
     const migrated = new Set(await this.migratedDigests());
     const h = await this.history();
-    const starts = this.env.node.startsMatching({ container: APP_CONTAINER, ok: true });
-    for (const s of starts) {
-      if (s.namespace !== this.namespace) continue;
+    await this.env.starts.settled();
+    problems.push(...this.env.starts.errors);
+    for (const s of this.env.starts.starts) {
+      if (s.container !== APP_CONTAINER) continue;
       if (opts.app && !s.pod.startsWith(`${opts.app}-`)) continue;
-      if (!migrated.has(s.digest))
-        problems.push(`pod ${s.pod} started app from ${s.digest}, which is not recorded as migrated`);
-      if (!s.image.endsWith(`@${s.digest}`))
-        problems.push(`pod ${s.pod} started app from an unpinned image ${s.image}`);
+      const digests = s.repoDigests.map((d) => d.slice(d.lastIndexOf("@") + 1));
+      if (!digests.some((d) => migrated.has(d)))
+        problems.push(
+          `containerd started app in pod ${s.pod} from image ${s.imageId} (${digests.join(", ") || "no repository digest"}), which is not recorded as migrated`,
+        );
     }
     const firstSuccess = new Map<string, number>();
     for (const r of h.runs) {
       if (r.status === "succeeded" && r.digest && r.finishedAt && !firstSuccess.has(r.digest))
         firstSuccess.set(r.digest, r.finishedAt.getTime());
     }
-    const lastSuccessBefore = (at: number): boolean => [...firstSuccess.values()].some((t) => t <= at);
+    const successBefore = (at: number): boolean => [...firstSuccess.values()].some((t) => t <= at);
     for (const s of h.starts) {
       if (opts.app && !s.pod?.startsWith(`${opts.app}-`)) continue;
       if (!s.ok) problems.push(`app in ${s.pod} (${s.digest}) refused to start: missing ${s.missing.join(", ")}`);
-      else if (!lastSuccessBefore(s.startedAt.getTime()))
+      else if (!successBefore(s.startedAt.getTime()))
         problems.push(`app in ${s.pod} (${s.digest}) started before any migration finished`);
     }
     return problems;
   }
 
-  /** Stops the reconcilers and the Service and removes the logs (kept with DM_KEEP_LOGS=1). */
-  async stop(): Promise<void> {
-    await Promise.all(this.reconcilers.map((r) => r.stop()));
-    await this.service.close();
-    if (!process.env.DM_KEEP_LOGS) fs.rmSync(this.logDir, { recursive: true, force: true });
+  /** The waiter init containers containerd started more than once in a pod (they should exit 0, once). */
+  waiterRestarts(): string[] {
+    const perPod = new Map<string, number>();
+    for (const s of this.env.starts.starts) {
+      if (!s.container.startsWith("migrate-wait-")) continue;
+      const key = `${s.pod}/${s.container}`;
+      perPod.set(key, (perPod.get(key) ?? 0) + 1);
+    }
+    return [...perPod].filter(([, n]) => n > 1).map(([k, n]) => `${k} started ${n} times`);
   }
-}
 
-/** Installs the reconciler's cluster pieces once per control plane (CRD, RBAC, ServiceAccount). */
-function installOnce(env: TestEnv): Promise<Installation> {
-  installation ??= installReconciler(env.cluster);
-  return installation;
+  /** Removes the checkout. */
+  stop(): void {
+    fs.rmSync(this.repoDir, { recursive: true, force: true });
+  }
 }
 
 /**
- * Sets up the shop in `env`'s namespace: the leader-election RBAC, the reconciler image in the
- * registry, the app's database Secret, the Service, and `opts.replicas` reconcilers (default 1).
- * The caller stops it with `shop.stop()` (startShop does that in the test's teardown).
+ * Sets up the shop in `env`'s namespace: the reconciler installed with Helm, the app's database
+ * Secret, the team's checkout. The caller stops it with `shop.stop()` (startShop does that in the
+ * test's teardown).
  */
-export async function setupShop(env: TestEnv, opts: ShopOptions = {}): Promise<Shop> {
-  const install = await installOnce(env);
-  await installLeaseRbac(env.cluster, env.namespace);
-  env.registry.push(WAITER_IMAGE.replace(/:e2e$/, ""), "e2e", waiterImage());
+export async function setupShop(env: NodeEnv, opts: ShopOptions = {}): Promise<Shop> {
+  const release = await ReconcilerRelease.install(env.world, env.kube, env.namespace, opts.reconciler);
   if (env.database)
     await env.kube.createObject(databaseSecret(env.namespace, env.database.url) as unknown as KubeObject);
-  const service = await ServiceProxy.start();
-  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), "dm-shop-logs-"));
-  const shop = new Shop(env, install, service, logDir, opts);
-  try {
-    for (let i = 0; i < (opts.replicas ?? 1); i++) await shop.addReconciler();
-  } catch (err) {
-    await shop.stop();
-    throw err;
-  }
-  return shop;
+  const repoDir = fs.mkdtempSync(path.join(os.tmpdir(), "dm-shop-repo-"));
+  // The plugin reads it as the sidecar's user (999).
+  fs.chmodSync(repoDir, 0o755);
+  const appDir = checkout(env.images, path.join(repoDir, "shop"), opts.appDir ?? MANIFESTS_DIR);
+  return new Shop(env, release, repoDir, appDir);
 }

@@ -7,7 +7,7 @@ import type { KubeObject, Pod, PodTemplateSpec } from "@digest-migrations/shared
 import { API_VERSION, KIND, WAITER_CONTAINER_PREFIX } from "@digest-migrations/shared";
 import { testEnv } from "../harness/env.ts";
 import { waiterImage } from "../harness/images.ts";
-import { waitFor } from "../harness/wait.ts";
+import { waitFor } from "../kit/wait.ts";
 import { DEPLOYMENT, MANIFESTS_DIR, MIGRATOR, databaseSecret, pushBuild } from "../apps/shop/builds.ts";
 import { FIELD_MANAGER, byWave } from "./apply.ts";
 import { installReconciler } from "./install.ts";

@@ -8,6 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
 import type { KubeObject } from "@digest-migrations/shared";
+import { runInPluginImage } from "../argocd/plugin-container.ts";
 import { applyObjects } from "./apply.ts";
 import type { AppliedObject } from "./apply.ts";
 
@@ -42,6 +43,9 @@ export interface SyncOptions {
   parameters?: Record<string, string>;
   /** spec.source.plugin.env entries, passed as ARGOCD_ENV_<name>. */
   pluginEnv?: Record<string, string>;
+  /** Run generate inside this plugin image (its local buildah name), as the sidecar does; default:
+   *  the bundle on this machine. */
+  pluginImage?: string;
   log?: (line: string) => void;
 }
 
@@ -63,7 +67,7 @@ function paramEnvName(name: string): string {
   return `PARAM_${name.toUpperCase().replace(/[^A-Z0-9_]/g, "_")}`;
 }
 
-/** The environment the repo-server gives a CMP's generate command. */
+/** The entries the repo-server adds to the sidecar's environment for a CMP's generate command. */
 export function pluginEnvironment(appDir: string, opts: SyncOptions): Record<string, string> {
   const params: Record<string, string> = {
     "waiter-image": opts.waiterImage,
@@ -71,8 +75,6 @@ export function pluginEnvironment(appDir: string, opts: SyncOptions): Record<str
     ...opts.parameters,
   };
   const env: Record<string, string> = {
-    PATH: process.env.PATH ?? "/usr/bin:/bin",
-    HOME: process.env.HOME ?? "/tmp",
     ARGOCD_APP_NAME: opts.appName ?? path.basename(appDir),
     ARGOCD_APP_NAMESPACE: opts.namespace,
     ARGOCD_APP_REVISION: "0000000000000000000000000000000000000000",
@@ -88,12 +90,30 @@ export function pluginEnvironment(appDir: string, opts: SyncOptions): Record<str
   return env;
 }
 
-/** Runs the bundled plugin's `generate` in `appDir`, as the repo-server does; resolves with stdout. */
+/** The command plugin.yaml's generate runs, inside the plugin image. */
+export const PLUGIN_GENERATE = ["node", "/opt/digest-migrations/digest-migrations-plugin.mjs", "generate"];
+
+/** Runs `generate` inside the plugin image with the repository (appDir's parent) mounted. */
+export async function runGenerateInImage(image: string, appDir: string, env: Record<string, string>): Promise<string> {
+  const r = await runInPluginImage(image, {
+    repoDir: path.dirname(appDir),
+    appPath: path.basename(appDir),
+    argv: PLUGIN_GENERATE,
+    env,
+    timeoutMs: 90_000,
+  });
+  if (r.code === 0) return r.stdout;
+  throw new GenerateError(
+    `plugin generate in ${appDir} (image ${image}) failed (${r.timedOut ? "deadline exceeded" : `exit ${r.code}`}): ${r.stderr.trim()}`,
+  );
+}
+
+/** Runs the bundled plugin's `generate` in `appDir` on this machine; resolves with stdout. */
 export function runGenerate(appDir: string, env: Record<string, string>, bundle = PLUGIN_BUNDLE): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bundle, "generate"], {
       cwd: appDir,
-      env,
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const out: Buffer[] = [];
@@ -122,7 +142,10 @@ export function parseStream(text: string): KubeObject[] {
 /** generate, then apply every object in sync-wave order. */
 export async function sync(appDir: string, opts: SyncOptions): Promise<SyncResult> {
   const t0 = Date.now();
-  const output = await runGenerate(appDir, pluginEnvironment(appDir, opts));
+  const env = pluginEnvironment(appDir, opts);
+  const output = opts.pluginImage
+    ? await runGenerateInImage(opts.pluginImage, appDir, env)
+    : await runGenerate(appDir, env);
   const rendered = parseStream(output);
   const t1 = Date.now();
   const applied = await applyObjects(opts.kubeconfig, rendered, opts.namespace, opts.log);

@@ -5,12 +5,12 @@
 import { spawn, execFileSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { waitFor } from "../harness/wait.ts";
+import { freePort } from "../kit/ports.ts";
+import { waitFor } from "../kit/wait.ts";
 
 export const PG_BIN = process.env.DM_PG_BIN ?? "/usr/lib/postgresql/15/bin";
 
@@ -47,19 +47,6 @@ function runAs(): RunAs {
   const [, , uid, gid] = line?.split(":") ?? [];
   if (!uid || !gid) throw new Error("running as root needs a `postgres` user (Debian's postgresql package creates it)");
   return { uid: Number(uid), gid: Number(gid) };
-}
-
-/** A TCP port that was free a moment ago (the caller retries if another process takes it first). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export interface StartPostgresOptions {
@@ -139,31 +126,9 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
   process.on("exit", stopOnExit);
   opts.log?.(`postgres: listening on 127.0.0.1:${port} (data ${data})`);
 
-  const url = (name = "postgres"): string => `postgresql://postgres@127.0.0.1:${port}/${name}`;
-  const query = async <R extends pg.QueryResultRow>(name: string, sql: string, params?: unknown[]): Promise<R[]> => {
-    const client = new pg.Client({ connectionString: url(name) });
-    await client.connect();
-    try {
-      return (await client.query<R>(sql, params)).rows;
-    } finally {
-      await client.end();
-    }
-  };
   let stopped: Promise<void> | undefined;
   return {
-    host: "127.0.0.1",
-    port,
-    dir,
-    url,
-    query,
-    async createDatabase(prefix = "t"): Promise<Database> {
-      const name = `${prefix
-        .toLowerCase()
-        .replace(/[^a-z0-9_]/g, "_")
-        .slice(0, 40)}_${randomBytes(4).toString("hex")}`;
-      await query("postgres", `CREATE DATABASE "${name}"`);
-      return { name, url: url(name) };
-    },
+    ...connectPostgres({ host: "127.0.0.1", port, dir }),
     stop(): Promise<void> {
       stopped ??= (async () => {
         process.off("exit", stopOnExit);
@@ -197,4 +162,41 @@ async function ping(port: number): Promise<boolean> {
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/** Where a running server listens: enough for another process (a test file) to use it. */
+export interface PostgresAddress {
+  host: string;
+  port: number;
+  dir: string;
+}
+
+/** A server started elsewhere (by the test run's world): databases and queries, but no stop(). */
+export function connectPostgres(address: PostgresAddress): Omit<Postgres, "stop"> {
+  const { host, port, dir } = address;
+  const url = (name = "postgres"): string => `postgresql://postgres@${host}:${port}/${name}`;
+  const query = async <R extends pg.QueryResultRow>(name: string, sql: string, params?: unknown[]): Promise<R[]> => {
+    const client = new pg.Client({ connectionString: url(name) });
+    await client.connect();
+    try {
+      return (await client.query<R>(sql, params)).rows;
+    } finally {
+      await client.end();
+    }
+  };
+  return {
+    host,
+    port,
+    dir,
+    url,
+    query,
+    async createDatabase(prefix = "t"): Promise<Database> {
+      const name = `${prefix
+        .toLowerCase()
+        .replace(/[^a-z0-9_]/g, "_")
+        .slice(0, 40)}_${randomBytes(4).toString("hex")}`;
+      await query("postgres", `CREATE DATABASE "${name}"`);
+      return { name, url: url(name) };
+    },
+  };
 }

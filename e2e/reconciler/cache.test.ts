@@ -12,8 +12,8 @@ import { Reflector } from "../../reconciler/src/cache.ts";
 import { Kube, loadKubeConfig } from "../../reconciler/src/kube.ts";
 import { createLogger } from "../../reconciler/src/log.ts";
 import { startCluster } from "../cluster/cluster.ts";
-import { waitFor } from "../harness/wait.ts";
-import { KubeClient } from "../node/kube.ts";
+import { waitFor } from "../kit/wait.ts";
+import { KubeClient } from "../kit/client.ts";
 
 /** A TCP proxy that can hold every byte in both directions while frozen, as a stalled network would. */
 class FreezableProxy {

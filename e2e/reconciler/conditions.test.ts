@@ -6,7 +6,7 @@ import t from "tap";
 import { REASONS } from "@digest-migrations/shared";
 import { POLICY_LABEL, POLICY_MESSAGE, denyImageChanges } from "../harness/image-policy.ts";
 import { deployment, pod } from "../harness/objects.ts";
-import { waitFor } from "../harness/wait.ts";
+import { waitFor } from "../kit/wait.ts";
 import { APP_IMAGE, appContainer, appImage, reconcilerEnv, reportRunning, runningImages } from "./setup.ts";
 
 t.test("malformed selector, digest-less imageID, unpullable image", async (t) => {

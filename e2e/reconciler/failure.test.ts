@@ -7,7 +7,7 @@ import path from "node:path";
 import { ANNOTATIONS } from "@digest-migrations/shared";
 import type { KubeObject } from "@digest-migrations/shared";
 import { deployment } from "../harness/objects.ts";
-import { waitFor } from "../harness/wait.ts";
+import { waitFor } from "../kit/wait.ts";
 import {
   APP_IMAGE,
   appContainer,

@@ -7,7 +7,7 @@ import { promisify } from "node:util";
 import { CONDITION_MIGRATIONS_READY, CONDITION_READY } from "@digest-migrations/shared";
 import { tools } from "../../plugin/test/tools.ts";
 import { deployment } from "../harness/objects.ts";
-import { waitFor } from "../harness/wait.ts";
+import { waitFor } from "../kit/wait.ts";
 import { APP_IMAGE, appContainer, appImage, describeMigrator, reconcilerEnv } from "./setup.ts";
 import type { ReconcilerEnv } from "./setup.ts";
 

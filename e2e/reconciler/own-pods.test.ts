@@ -15,7 +15,7 @@ import path from "node:path";
 import { CONDITION_READY, LABELS } from "@digest-migrations/shared";
 import type { KubeObject, Pod } from "@digest-migrations/shared";
 import { statefulSet } from "../harness/objects.ts";
-import { waitFor } from "../harness/wait.ts";
+import { waitFor } from "../kit/wait.ts";
 import {
   APP_IMAGE,
   appContainer,

@@ -6,7 +6,7 @@ import type { Test } from "tap";
 import { LABELS } from "@digest-migrations/shared";
 import type { KubeObject, Pod } from "@digest-migrations/shared";
 import { statefulSet } from "../harness/objects.ts";
-import { waitFor } from "../harness/wait.ts";
+import { waitFor } from "../kit/wait.ts";
 import { APP_IMAGE, appContainer, appImage, describeMigrator, reconcilerEnv, runningImages } from "./setup.ts";
 import type { ReconcilerEnv } from "./setup.ts";
 

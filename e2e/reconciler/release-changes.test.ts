@@ -4,7 +4,7 @@
 // until its timeout.
 import t from "tap";
 import { objectKey } from "../../reconciler/src/release.ts";
-import { waitFor } from "../harness/wait.ts";
+import { waitFor } from "../kit/wait.ts";
 import { appContainer, reconcilerEnv } from "./setup.ts";
 
 const MIGRATOR_API = "migrations.coderanger.net/v1beta1";

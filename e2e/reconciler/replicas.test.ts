@@ -8,7 +8,8 @@ import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
-import { freePort, startCluster } from "../cluster/cluster.ts";
+import { startCluster } from "../cluster/cluster.ts";
+import { freePort } from "../kit/ports.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 
 const NAMESPACE = "digest-migrations-system";

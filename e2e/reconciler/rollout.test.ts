@@ -7,9 +7,9 @@ import path from "node:path";
 import { probeDuration } from "../../reconciler/src/metrics.ts";
 import { ANNOTATIONS, API_VERSION, KIND, pinnedDigest } from "@digest-migrations/shared";
 import type { Container, KubeObject, Pod } from "@digest-migrations/shared";
-import { STRATEGIC_MERGE_PATCH } from "../node/kube.ts";
+import { STRATEGIC_MERGE_PATCH } from "../kit/client.ts";
 import { deployment } from "../harness/objects.ts";
-import { waitFor } from "../harness/wait.ts";
+import { waitFor } from "../kit/wait.ts";
 import {
   APP_IMAGE,
   appContainer,

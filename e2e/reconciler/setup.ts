@@ -24,9 +24,9 @@ import { testEnv } from "../harness/env.ts";
 import type { TestEnv, TestEnvOptions } from "../harness/env.ts";
 import { waiterImage } from "../harness/images.ts";
 import type { ImageContent } from "../node/registry.ts";
-import type { ObjectList } from "../node/kube.ts";
-import { ListWatch } from "../node/list-watch.ts";
-import { delay, waitFor } from "../harness/wait.ts";
+import type { ObjectList } from "../kit/client.ts";
+import { ListWatch } from "../kit/reflector.ts";
+import { delay, waitFor } from "../kit/wait.ts";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const APP = path.join(repo, "e2e/reconciler/fixtures/app.ts");

@@ -11,7 +11,7 @@ import t from "tap";
 import { WAITER_API_PATH } from "@digest-migrations/shared";
 import type { MigratorSpec } from "@digest-migrations/shared";
 import { deployment, pod } from "../harness/objects.ts";
-import { waitFor } from "../harness/wait.ts";
+import { waitFor } from "../kit/wait.ts";
 import { tools } from "../../plugin/test/tools.ts";
 import { GenerateError, pluginEnvironment, runGenerate } from "../pipeline/sync.ts";
 import { APP_IMAGE, appContainer, appImage, reconcilerEnv, reportRunning } from "../reconciler/setup.ts";

@@ -5,7 +5,7 @@ import t from "tap";
 import { CONDITION_MIGRATIONS_READY, REASONS } from "@digest-migrations/shared";
 import { MIGRATOR } from "../apps/shop/builds.ts";
 import { historyProblems } from "../apps/shop/database.ts";
-import { waitFor } from "../harness/wait.ts";
+import { waitFor } from "../kit/wait.ts";
 import { startShop } from "../pipeline/start-shop.ts";
 import { timings } from "./report.ts";
 

@@ -11,7 +11,7 @@ import type { KubeObject } from "@digest-migrations/shared";
 import { MIGRATOR } from "../apps/shop/builds.ts";
 import type { BuildName } from "../apps/shop/builds.ts";
 import { historyProblems, runsByDigest } from "../apps/shop/database.ts";
-import { delay, waitFor } from "../harness/wait.ts";
+import { delay, waitFor } from "../kit/wait.ts";
 import { startShop } from "../pipeline/start-shop.ts";
 import type { Shop } from "../pipeline/stack.ts";
 import { shortDigest } from "../demo/narrator.ts";

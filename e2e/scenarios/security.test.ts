@@ -7,7 +7,7 @@
 //    over every resource it could plausibly want, are exactly the list below: widening the ClusterRole
 //    fails this test until the list (and docs/security.md) says why.
 import t from "tap";
-import { ApiError, KubeClient, paths } from "../node/kube.ts";
+import { ApiError, KubeClient, paths } from "../kit/client.ts";
 import { sharedCluster } from "../harness/env.ts";
 import { namespaceFor } from "../harness/env.ts";
 import { installReconciler, RECONCILER_NAMESPACE } from "../pipeline/install.ts";

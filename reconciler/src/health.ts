@@ -6,6 +6,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import type { Logger } from "./log.ts";
+import { listen } from "./listen.ts";
 
 export interface HealthOptions {
   /** Readiness: true once the caches are synced. */
@@ -18,7 +19,7 @@ export interface HealthOptions {
 
 export interface HealthServer {
   readonly server: http.Server;
-  listen(port: number, host?: string): Promise<AddressInfo>;
+  listen(port: number, host?: string, reusePort?: boolean): Promise<AddressInfo>;
   close(): Promise<void>;
 }
 
@@ -64,14 +65,8 @@ export function createHealthServer(options: HealthOptions): HealthServer {
   server.requestTimeout = 10_000;
   return {
     server,
-    listen(port, host) {
-      return new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          resolve(server.address() as AddressInfo);
-        });
-      });
+    listen(port, host, reusePort) {
+      return listen(server, { port, ...(host === undefined ? {} : { host }), ...(reusePort ? { reusePort } : {}) });
     },
     close() {
       return new Promise((resolve, reject) => {

@@ -40,6 +40,8 @@ export interface ReconcilerSettings {
   metricsPort: number;
   /** Address the servers bind; undefined means every interface. */
   bindAddress?: string;
+  /** Share the ports with other replicas on the same network namespace (SO_REUSEPORT). */
+  reusePort: boolean;
   logLevel: string;
   waiterMaxTimeoutSeconds: number;
   waiterMaxLongPolls: number;
@@ -126,6 +128,12 @@ export function parseReconcilerArgs(argv: string[], env: NodeJS.ProcessEnv): Rec
     .addOption(new Option("--bind-address <address>", "address the servers listen on (default: all interfaces)"))
     .addOption(
       new Option(
+        "--reuse-port",
+        "share the ports with other replicas in the same network namespace (SO_REUSEPORT; for hostNetwork)",
+      ),
+    )
+    .addOption(
+      new Option(
         "--log-level <level>",
         "fatal, error, warn, info, debug, trace or silent (default: $LOG_LEVEL, else info)",
       ),
@@ -180,6 +188,7 @@ export function parseReconcilerArgs(argv: string[], env: NodeJS.ProcessEnv): Rec
     waiterPort: number;
     metricsPort: number;
     bindAddress?: string;
+    reusePort?: boolean;
     logLevel?: string;
     waiterMaxTimeout: number;
     waiterMaxLongPolls: number;
@@ -205,6 +214,7 @@ export function parseReconcilerArgs(argv: string[], env: NodeJS.ProcessEnv): Rec
     identity: o.identity ?? defaultIdentity(),
     waiterPort: o.waiterPort,
     metricsPort: o.metricsPort,
+    reusePort: o.reusePort ?? false,
     logLevel,
     waiterMaxTimeoutSeconds: o.waiterMaxTimeout,
     waiterMaxLongPolls: o.waiterMaxLongPolls,
@@ -262,8 +272,8 @@ export async function runReconciler(
     maxLongPolls: settings.waiterMaxLongPolls,
     rateLimit: { burst: settings.waiterRateBurst, perSecond: settings.waiterRatePerSecond },
   });
-  const metricsAddress = await health.listen(settings.metricsPort, settings.bindAddress);
-  const waiterAddress = await waiterApi.listen(settings.waiterPort, settings.bindAddress);
+  const metricsAddress = await health.listen(settings.metricsPort, settings.bindAddress, settings.reusePort);
+  const waiterAddress = await waiterApi.listen(settings.waiterPort, settings.bindAddress, settings.reusePort);
   logger.info(
     {
       waiterPort: waiterAddress.port,

@@ -15,6 +15,7 @@ import { waiterLongPolls, waiterRequests } from "./metrics.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import { objectKey, type ReleaseOracle, type WaitAnswer, type WaitQuery } from "./release.ts";
 import { parseWaitParams } from "./wait-params.ts";
+import { listen } from "./listen.ts";
 
 export interface WaiterApiOptions {
   oracle: ReleaseOracle;
@@ -51,7 +52,7 @@ interface Held {
 
 export interface WaiterApi {
   readonly server: http.Server;
-  listen(port: number, host?: string): Promise<AddressInfo>;
+  listen(port: number, host?: string, reusePort?: boolean): Promise<AddressInfo>;
   /** Answers every held long-poll with the current state, then stops accepting connections. */
   close(): Promise<void>;
   /** Long-polls currently held. */
@@ -227,14 +228,8 @@ export function createWaiterApi(options: WaiterApiOptions): WaiterApi {
     get held() {
       return held.size;
     },
-    listen(port, host) {
-      return new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          resolve(server.address() as AddressInfo);
-        });
-      });
+    listen(port, host, reusePort) {
+      return listen(server, { port, ...(host === undefined ? {} : { host }), ...(reusePort ? { reusePort } : {}) });
     },
     async close() {
       closing = true;

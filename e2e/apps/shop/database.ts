@@ -1,16 +1,19 @@
 // What the shop's database says happened, for assertions: migrations applied (in order, once each),
-// migration runs per digest, and app starts. Reads over a short-lived connection.
+// migration runs per digest, and app starts. Reads over a short-lived connection. The rows name the
+// build id the image carries; `digestOf` (the pushes the test made) turns it into the digest.
 import pg from "pg";
 
 export interface AppliedMigration {
   version: string;
   name: string;
+  buildId: string | null;
   digest: string | null;
   appliedAt: Date;
 }
 
 export interface MigrationRun {
   id: number;
+  buildId: string | null;
   digest: string | null;
   build: string | null;
   pod: string | null;
@@ -23,6 +26,7 @@ export interface MigrationRun {
 
 export interface AppStart {
   id: number;
+  buildId: string | null;
   digest: string | null;
   build: string | null;
   pod: string | null;
@@ -47,23 +51,33 @@ async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Pro
   }
 }
 
-/** Everything recorded so far; empty lists before the first `migrate`/`app` created the tables. */
-export function readHistory(url: string): Promise<ShopHistory> {
+/** Which digest a build id was pushed as (undefined: not a push of this test). */
+export type DigestOfBuild = (buildId: string) => string | undefined;
+
+/** Everything recorded so far; empty lists before the first `migrate`/`app` created the tables. A
+ *  build id no push of this test made is reported as `build <id>` in place of a digest. */
+export function readHistory(url: string, digestOf: DigestOfBuild): Promise<ShopHistory> {
+  const withDigest = <R extends { buildId: string | null; digest: string | null }>(rows: R[]): R[] =>
+    rows.map((r) => ({ ...r, digest: r.buildId === null ? null : (digestOf(r.buildId) ?? `build ${r.buildId}`) }));
   return withClient(url, async (c) => {
     const exists = await c.query<{ n: string }>(
       "SELECT count(*) AS n FROM information_schema.tables WHERE table_name IN ('schema_migrations', 'migration_runs', 'app_starts')",
     );
     if (Number(exists.rows[0]?.n ?? 0) < 3) return { migrations: [], runs: [], starts: [] };
     const migrations = await c.query<AppliedMigration>(
-      'SELECT version, name, digest, applied_at AS "appliedAt" FROM schema_migrations ORDER BY applied_at, version',
+      'SELECT version, name, build_id AS "buildId", applied_at AS "appliedAt" FROM schema_migrations ORDER BY applied_at, version',
     );
     const runs = await c.query<MigrationRun>(
-      'SELECT id, digest, build, pod, status, applied, error, started_at AS "startedAt", finished_at AS "finishedAt" FROM migration_runs ORDER BY id',
+      'SELECT id, build_id AS "buildId", build, pod, status, applied, error, started_at AS "startedAt", finished_at AS "finishedAt" FROM migration_runs ORDER BY id',
     );
     const starts = await c.query<AppStart>(
-      'SELECT id, digest, build, pod, ok, missing, started_at AS "startedAt" FROM app_starts ORDER BY id',
+      'SELECT id, build_id AS "buildId", build, pod, ok, missing, started_at AS "startedAt" FROM app_starts ORDER BY id',
     );
-    return { migrations: migrations.rows, runs: runs.rows, starts: starts.rows };
+    return {
+      migrations: withDigest(migrations.rows),
+      runs: withDigest(runs.rows),
+      starts: withDigest(starts.rows),
+    };
   });
 }
 

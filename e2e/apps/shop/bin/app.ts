@@ -4,13 +4,14 @@
 // (a rollback to an older build runs against a newer, backwards-compatible schema). Every start is
 // recorded in app_starts. Runs until SIGTERM; with PORT set it answers GET / with 200 (readiness).
 import http from "node:http";
-import { connect, databaseUrl, ensureTables, errorText, imageDigest, migrationFiles } from "./common.ts";
+import { connect, databaseUrl, ensureTables, errorText, imageBuildId,
+  podName, migrationFiles } from "./common.ts";
 
 async function main(): Promise<void> {
   const url = databaseUrl("app");
-  const digest = imageDigest() ?? null;
+  const buildId = imageBuildId() ?? null;
   const build = process.env.APP_BUILD ?? null;
-  const pod = process.env.HOSTNAME ?? null;
+  const pod = podName() ?? null;
   const required = migrationFiles().map((f) => f.version);
   const client = await connect(url);
   let missing: string[];
@@ -20,8 +21,8 @@ async function main(): Promise<void> {
       (await client.query<{ version: string }>("SELECT version FROM schema_migrations")).rows.map((r) => r.version),
     );
     missing = required.filter((v) => !applied.has(v));
-    await client.query("INSERT INTO app_starts (digest, build, pod, ok, missing) VALUES ($1, $2, $3, $4, $5)", [
-      digest,
+    await client.query("INSERT INTO app_starts (build_id, build, pod, ok, missing) VALUES ($1, $2, $3, $4, $5)", [
+      buildId,
       build,
       pod,
       missing.length === 0,
@@ -39,7 +40,7 @@ async function main(): Promise<void> {
   }
   const shop = process.env.SHOP_NAME ?? "shop";
   console.log(
-    `app ${build ?? "?"}: ${shop} is open (schema ${required.at(-1) ?? "none"}, ${digest ?? "digest unknown"})`,
+    `app ${build ?? "?"}: ${shop} is open (schema ${required.at(-1) ?? "none"}, build ${buildId ?? "unknown"})`,
   );
   const server = process.env.PORT
     ? http.createServer((_req, res) => res.end("ok\n")).listen(Number(process.env.PORT), "127.0.0.1")

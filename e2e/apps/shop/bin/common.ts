@@ -1,11 +1,14 @@
 // What the shop's two commands (`migrate`, `app`) share: where the image's migrations are, which
 // image they run from, and the bookkeeping tables the end-to-end tests read back.
 //
-//   schema_migrations  one row per applied migration (version, name, checksum, digest that applied it)
+//   schema_migrations  one row per applied migration (version, name, checksum, build that applied it)
 //   migration_runs     one row per `migrate` run, inserted when it starts: the tests count runs per
-//                      digest (a duplicate migration is two rows for one digest), and status tells
+//                      build (a duplicate migration is two rows for one image), and status tells
 //                      succeeded / failed / running (a run that was killed stays "running")
-//   app_starts         one row per `app` start: which digest started, and whether it accepted the schema
+//   app_starts         one row per `app` start: which build started, and whether it accepted the schema
+//
+// A process knows which image it runs from by the build id CI stamped into it (IMAGE_BUILD_ID, one
+// per build, as CI stamps a build number): the tests know which digest each build id was pushed as.
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
@@ -20,24 +23,19 @@ export interface MigrationFile {
   checksum: string;
 }
 
-/** The image's files: the process runs in the image directory (IMAGE_DIR when the node sets it). */
+/** The image's files: the process runs in the image's working directory (/app). */
 export function imageDir(): string {
   return process.env.IMAGE_DIR || process.cwd();
 }
 
-/**
- * The digest of the image this process runs from: IMAGE_DIGEST when set, else the record the
- * node keeps beside an unpacked image (`.complete`: `<repository>@<digest>`), else undefined.
- */
-export function imageDigest(): string | undefined {
-  if (process.env.IMAGE_DIGEST) return process.env.IMAGE_DIGEST;
-  try {
-    const text = fs.readFileSync(path.join(imageDir(), ".complete"), "utf8").trim();
-    const at = text.lastIndexOf("@");
-    return at >= 0 ? text.slice(at + 1) : undefined;
-  } catch {
-    return undefined;
-  }
+/** The build id of the image this process runs from (IMAGE_BUILD_ID, set in the image at build time). */
+export function imageBuildId(): string | undefined {
+  return process.env.IMAGE_BUILD_ID || undefined;
+}
+
+/** The pod this process runs in: POD_NAME from the downward API (with hostNetwork, HOSTNAME is the node's). */
+export function podName(): string | undefined {
+  return process.env.POD_NAME || process.env.HOSTNAME || undefined;
 }
 
 /** The migrations this build ships, in version order. */
@@ -80,12 +78,12 @@ export async function ensureTables(client: pg.Client): Promise<void> {
         version text PRIMARY KEY,
         name text NOT NULL,
         checksum text NOT NULL,
-        digest text,
+        build_id text,
         applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
       );
       CREATE TABLE IF NOT EXISTS migration_runs (
         id serial PRIMARY KEY,
-        digest text,
+        build_id text,
         build text,
         pod text,
         status text NOT NULL DEFAULT 'running',
@@ -96,7 +94,7 @@ export async function ensureTables(client: pg.Client): Promise<void> {
       );
       CREATE TABLE IF NOT EXISTS app_starts (
         id serial PRIMARY KEY,
-        digest text,
+        build_id text,
         build text,
         pod text,
         ok boolean NOT NULL,

@@ -2,7 +2,7 @@
 // own transaction, and records every run in migration_runs (inserted first, so a run that is killed
 // still counts). One run at a time per database (advisory lock), like real migration tools.
 //
-// Environment: DATABASE_URL (required), APP_BUILD (the build's name, for the record), MIGRATE_SLEEP_MS
+// Environment: DATABASE_URL (required), APP_BUILD and IMAGE_BUILD_ID (the build, for the record), MIGRATE_SLEEP_MS
 // (a slow migration: the first pending migration's transaction stays open this long before commit).
 // Exit 0 when the schema is up to date, 1 when a migration failed (its transaction rolled back).
 import {
@@ -11,27 +11,28 @@ import {
   databaseUrl,
   ensureTables,
   errorText,
-  imageDigest,
+  imageBuildId,
+  podName,
   migrationFiles,
   sleep,
 } from "./common.ts";
 
 async function main(): Promise<number> {
   const url = databaseUrl("migrate");
-  const digest = imageDigest() ?? null;
+  const buildId = imageBuildId() ?? null;
   const build = process.env.APP_BUILD ?? null;
-  const pod = process.env.HOSTNAME ?? null;
+  const pod = podName() ?? null;
   const sleepMs = Number(process.env.MIGRATE_SLEEP_MS ?? "0") || 0;
   const files = migrationFiles();
   const client = await connect(url);
   try {
     await ensureTables(client);
     const run = await client.query<{ id: number }>(
-      "INSERT INTO migration_runs (digest, build, pod) VALUES ($1, $2, $3) RETURNING id",
-      [digest, build, pod],
+      "INSERT INTO migration_runs (build_id, build, pod) VALUES ($1, $2, $3) RETURNING id",
+      [buildId, build, pod],
     );
     const runId = run.rows[0]?.id;
-    console.log(`migrate: run ${runId} of build ${build ?? "?"} (${digest ?? "digest unknown"})`);
+    console.log(`migrate: run ${runId} of build ${build ?? "?"} (${buildId ?? "build id unknown"})`);
     await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
     const applied = new Map(
       (
@@ -55,11 +56,11 @@ async function main(): Promise<number> {
           await sleep(sleepMs);
         }
         await client.query(file.sql);
-        await client.query("INSERT INTO schema_migrations (version, name, checksum, digest) VALUES ($1, $2, $3, $4)", [
+        await client.query("INSERT INTO schema_migrations (version, name, checksum, build_id) VALUES ($1, $2, $3, $4)", [
           file.version,
           file.name,
           file.checksum,
-          digest,
+          buildId,
         ]);
         await client.query("COMMIT");
       } catch (err) {

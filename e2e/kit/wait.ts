@@ -1,5 +1,5 @@
 // Waiting on a condition with a deadline: the only way e2e tests synchronise with the cluster,
-// the node emulator and the processes it runs (never a bare sleep).
+// the node and the processes they run (never a bare sleep).
 
 export interface WaitOptions {
   /** What is awaited, for the timeout message ("deployment web to roll out"). */
@@ -10,6 +10,8 @@ export interface WaitOptions {
   intervalMs?: number;
   /** Extra context appended to the timeout message (e.g. the object's current status). */
   describe?: () => string | Promise<string>;
+  /** Daemons the condition depends on: if one exits, the wait fails at once with its log's tail. */
+  processes?: { assertRunning(what: string): void }[];
 }
 
 export class WaitTimeoutError extends Error {
@@ -30,6 +32,7 @@ export async function waitFor<T>(cond: () => T | NotYet | Promise<T | NotYet>, o
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
+    for (const p of opts.processes ?? []) p.assertRunning(opts.what);
     try {
       const value = await cond();
       if (value) return value;

@@ -5,9 +5,9 @@ import type { AddressInfo } from "node:net";
 import t from "tap";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { KubeObject } from "@digest-migrations/shared";
-import { KubeClient } from "./kube.ts";
-import { ListWatch } from "./list-watch.ts";
-import { waitFor } from "../harness/wait.ts";
+import { KubeClient } from "./client.ts";
+import { ListWatch } from "./reflector.ts";
+import { waitFor } from "./wait.ts";
 
 const obj = (name: string, rv: string): KubeObject => ({
   apiVersion: "v1",

@@ -4,8 +4,8 @@
 // 410 Gone ("too old resource version") — e.g. across an apiserver restart. Handlers are
 // level-based: they get the newest object, and deletions found by a relist are reported too.
 import type { KubeObject } from "@digest-migrations/shared";
-import type { KubeClient, ObjectList, WatchEvent } from "./kube.ts";
-import { delay, errorText } from "../harness/wait.ts";
+import type { KubeClient, ObjectList, WatchEvent } from "./client.ts";
+import { delay, errorText } from "./wait.ts";
 
 export interface ListWatchHandlers<T> {
   upsert(obj: T): void;

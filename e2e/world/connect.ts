@@ -1,0 +1,60 @@
+// A test file's way into the world of its test run: the description `e2e/world/run.ts` wrote
+// (DM_WORLD), or — when a single test file runs on its own (`npx tap e2e/…test.ts`) — a world
+// this test process starts and stops itself.
+import fs from "node:fs";
+import { t as tapRoot } from "tap";
+import { KubeClient } from "../kit/client.ts";
+import { connectPostgres } from "../postgres/postgres.ts";
+import type { Postgres } from "../postgres/postgres.ts";
+import { externalCluster } from "../harness/external-cluster.ts";
+import type { ClusterHandle } from "../harness/external-cluster.ts";
+import { startWorld } from "./world.ts";
+import type { WorldInfo } from "./world.ts";
+
+export interface WorldHandle {
+  info: WorldInfo;
+  /** admin client */
+  kube: KubeClient;
+  cluster: ClusterHandle;
+  postgres: Omit<Postgres, "stop">;
+}
+
+const verbose = Boolean(process.env.DM_E2E_VERBOSE);
+let connected: Promise<WorldHandle> | undefined;
+
+export function readWorldInfo(file: string): WorldInfo {
+  try {
+    return JSON.parse(fs.readFileSync(file, "utf8")) as WorldInfo;
+  } catch (err) {
+    throw new Error(
+      `DM_WORLD=${file}: ${(err as Error).message} (is the run that started it still going? e2e/world/run.ts)`,
+    );
+  }
+}
+
+/** The world of this test run (started by this process when DM_WORLD is unset). */
+export function world(): Promise<WorldHandle> {
+  connected ??= (async () => {
+    let info: WorldInfo;
+    if (process.env.DM_WORLD) {
+      info = readWorldInfo(process.env.DM_WORLD);
+    } else {
+      const startedAt = Date.now();
+      const w = await startWorld((line) => {
+        if (verbose) console.error(line);
+      });
+      tapRoot.comment(`world started by this test file in ${((Date.now() - startedAt) / 1000).toFixed(1)}s`);
+      tapRoot.teardown(() => w.stop());
+      info = w.info;
+    }
+    const cluster = externalCluster(info.adminKubeconfig);
+    tapRoot.teardown(() => cluster.stop());
+    return {
+      info,
+      kube: KubeClient.fromFile(info.adminKubeconfig),
+      cluster,
+      postgres: connectPostgres(info.postgres),
+    };
+  })();
+  return connected;
+}
