@@ -139,3 +139,45 @@ export class ListWatch<T extends KubeObject> {
 function key(namespace: string | undefined, name: string): string {
   return `${namespace ?? ""}/${name}`;
 }
+
+/**
+ * Every object of a collection the API showed since `start()`, by uid, in its latest state
+ * (deleted ones in their final state): an object created and deleted between two polls is still
+ * seen.
+ */
+export class Recorder<T extends KubeObject> {
+  /** uid → the object as last seen */
+  readonly seen = new Map<string, T>();
+  /** uids seen deleted */
+  readonly deleted = new Set<string>();
+  readonly #watch: ListWatch<T>;
+
+  constructor(client: KubeClient, path: string, opts: ListWatchOptions = {}) {
+    this.#watch = new ListWatch<T>(
+      client,
+      path,
+      {
+        upsert: (obj) => void this.seen.set(obj.metadata.uid ?? "", obj),
+        remove: (obj) => {
+          this.seen.set(obj.metadata.uid ?? "", obj);
+          this.deleted.add(obj.metadata.uid ?? "");
+        },
+      },
+      opts,
+    );
+  }
+
+  /** Resolves once the first list is in. */
+  start(): Promise<void> {
+    return this.#watch.start();
+  }
+
+  stop(): Promise<void> {
+    return this.#watch.stop();
+  }
+
+  /** Objects in the order they were first seen. */
+  all(): T[] {
+    return [...this.seen.values()];
+  }
+}

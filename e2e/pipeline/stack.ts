@@ -14,6 +14,7 @@ import type { KubeObject, Migrator, Pod } from "@digest-migrations/shared";
 import { API_VERSION, KIND } from "@digest-migrations/shared";
 import { waitFor } from "../kit/wait.ts";
 import type { ObjectList } from "../kit/client.ts";
+import { Recorder } from "../kit/reflector.ts";
 import {
   APP_CONTAINER,
   DEPLOYMENT,
@@ -30,7 +31,7 @@ import type { ShopHistory } from "../apps/shop/database.ts";
 import type { NodeEnv } from "../world/env.ts";
 import { ReconcilerRelease } from "../world/reconciler-release.ts";
 import type { ReleaseOptions } from "../world/reconciler-release.ts";
-import { restart } from "./restart.ts";
+import { RESTARTED_AT, restart } from "./restart.ts";
 import { sync } from "./sync.ts";
 import type { SyncResult } from "./sync.ts";
 
@@ -61,12 +62,17 @@ export class Shop {
   readonly appDir: string;
   /** Every digest CI pushed, with its build. */
   readonly pushes: { build: BuildName; digest: string }[] = [];
+  /** Every pod of the namespace the API showed, in its last state (deleted ones included). */
+  readonly podHistory: Recorder<Pod>;
+  /** The template stamp of the last restart: a rollout is done when every pod carries it. */
+  #restartedAt: string | undefined;
 
-  constructor(env: NodeEnv, release: ReconcilerRelease, repoDir: string, appDir: string) {
+  constructor(env: NodeEnv, release: ReconcilerRelease, repoDir: string, appDir: string, podHistory: Recorder<Pod>) {
     this.env = env;
     this.release = release;
     this.repoDir = repoDir;
     this.appDir = appDir;
+    this.podHistory = podHistory;
   }
 
   get namespace(): string {
@@ -106,8 +112,9 @@ export class Shop {
   }
 
   /** `kubectl rollout restart deployment/myapp`. */
-  restart(name = DEPLOYMENT, kind = "Deployment", apiVersion = "apps/v1"): Promise<string> {
-    return restart(this.env.kube, { namespace: this.namespace, name, kind, apiVersion });
+  async restart(name = DEPLOYMENT, kind = "Deployment", apiVersion = "apps/v1"): Promise<string> {
+    this.#restartedAt = await restart(this.env.kube, { namespace: this.namespace, name, kind, apiVersion });
+    return this.#restartedAt;
   }
 
   history(): Promise<ShopHistory> {
@@ -164,7 +171,8 @@ export class Shop {
 
   /**
    * Waits until exactly `replicas` pods of the app exist, none terminating, each running its app
-   * container from `digest` (pinned in the spec and reported in imageID).
+   * container from `digest` (pinned in the spec and reported in imageID) and, after a restart(),
+   * each of the restarted template.
    */
   async waitRolledOut(
     digest: string,
@@ -175,7 +183,14 @@ export class Shop {
       async () => {
         const pods = await this.pods(opts.app);
         if (pods.length !== replicas) return undefined;
-        const ok = pods.every((p) => !p.terminating && p.appRunning && p.imageID?.endsWith(`@${digest}`));
+        const stamp = this.#restartedAt;
+        const ok = pods.every(
+          (p) =>
+            !p.terminating &&
+            p.appRunning &&
+            p.imageID?.endsWith(`@${digest}`) &&
+            (stamp === undefined || p.pod.metadata.annotations?.[RESTARTED_AT] === stamp),
+        );
         return ok ? pods : undefined;
       },
       {
@@ -234,7 +249,9 @@ export class Shop {
    * What the runtime, the pods and the database say about gating, as sentences (empty = as
    * promised): every app container containerd started (its event stream, resolved to the image's
    * repository digests in containerd's content store) ran a digest the Migrator records as
-   * migrated; every app start in the database came after a successful migration run.
+   * migrated, and exactly the digest its pod was pinned to, once (a kubelet that started the
+   * unpinned spec and restarted the container after the pin shows as a wrong digest or a second
+   * start); every app start in the database came after a successful migration run.
    */
   async gatingProblems(opts: { app?: string } = {}): Promise<string[]> {
     const problems: string[] = [];
@@ -242,14 +259,21 @@ export class Shop {
     const h = await this.history();
     await this.env.starts.settled();
     problems.push(...this.env.starts.errors);
+    const startsPerPod = new Map<string, number>();
     for (const s of this.env.starts.starts) {
       if (s.container !== APP_CONTAINER) continue;
       if (opts.app && !s.pod.startsWith(`${opts.app}-`)) continue;
+      startsPerPod.set(s.podUid, (startsPerPod.get(s.podUid) ?? 0) + 1);
       const digests = s.repoDigests.map((d) => d.slice(d.lastIndexOf("@") + 1));
-      if (!digests.some((d) => migrated.has(d)))
-        problems.push(
-          `containerd started app in pod ${s.pod} from image ${s.imageId} (${digests.join(", ") || "no repository digest"}), which is not recorded as migrated`,
-        );
+      const what = `containerd started app in pod ${s.pod} from image ${s.imageId} (${digests.join(", ") || "no repository digest"})`;
+      if (!digests.some((d) => migrated.has(d))) problems.push(`${what}, which is not recorded as migrated`);
+      const spec = this.podHistory.seen.get(s.podUid)?.spec.containers.find((c) => c.name === APP_CONTAINER)?.image;
+      const pinned = spec?.includes("@") ? spec.slice(spec.lastIndexOf("@") + 1) : undefined;
+      if (pinned === undefined) problems.push(`${what}, but the pod's spec was never pinned (${spec ?? "pod not seen"})`);
+      else if (!digests.includes(pinned)) problems.push(`${what}, not the digest ${pinned} its pod is pinned to`);
+    }
+    for (const [uid, n] of startsPerPod) {
+      if (n > 1) problems.push(`the app container of pod ${this.podHistory.seen.get(uid)?.metadata.name ?? uid} started ${n} times`);
     }
     const firstSuccess = new Map<string, number>();
     for (const r of h.runs) {
@@ -277,8 +301,9 @@ export class Shop {
     return [...perPod].filter(([, n]) => n > 1).map(([k, n]) => `${k} started ${n} times`);
   }
 
-  /** Removes the checkout. */
-  stop(): void {
+  /** Stops recording and removes the checkout. */
+  async stop(): Promise<void> {
+    await this.podHistory.stop();
     fs.rmSync(this.repoDir, { recursive: true, force: true });
   }
 }
@@ -296,5 +321,7 @@ export async function setupShop(env: NodeEnv, opts: ShopOptions = {}): Promise<S
   // The plugin reads it as the sidecar's user (999).
   fs.chmodSync(repoDir, 0o755);
   const appDir = checkout(env.images, path.join(repoDir, "shop"), opts.appDir ?? MANIFESTS_DIR);
-  return new Shop(env, release, repoDir, appDir);
+  const podHistory = new Recorder<Pod>(env.kube, `/api/v1/namespaces/${env.namespace}/pods`);
+  await podHistory.start();
+  return new Shop(env, release, repoDir, appDir, podHistory);
 }

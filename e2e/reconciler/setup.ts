@@ -25,7 +25,7 @@ import type { TestEnv, TestEnvOptions } from "../harness/env.ts";
 import { waiterImage } from "../harness/images.ts";
 import type { ImageContent } from "../node/registry.ts";
 import type { ObjectList } from "../kit/client.ts";
-import { ListWatch } from "../kit/reflector.ts";
+import { Recorder } from "../kit/reflector.ts";
 import { delay, waitFor } from "../kit/wait.ts";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -296,44 +296,23 @@ export async function reconcileCount(): Promise<number> {
     .reduce((sum, v) => sum + v.value, 0);
 }
 
-/** Every object of a collection the API showed since `record` was called, by uid, in its latest state. */
-export interface Recorded<T extends KubeObject> {
-  /** uid → the object as last seen (its final state, for deleted ones). */
-  readonly seen: Map<string, T>;
-  /** uids seen deleted. */
-  readonly deleted: Set<string>;
-  /** Objects in the order they were first seen. */
-  all(): T[];
-}
-
 /**
- * Records every object of the collection at `path` (e.g. probe pods by label) from a list-watch,
- * started (and synced) before this returns and stopped at the test's end — so an object created and
- * deleted between two polls is still counted.
+ * Records every object of the collection at `path` (e.g. probe pods by label), started (and synced)
+ * before this returns and stopped at the test's end.
  */
 export async function record<T extends KubeObject>(
   t: Test,
   env: TestEnv,
   path: string,
   labelSelector?: string,
-): Promise<Recorded<T>> {
-  const seen = new Map<string, T>();
-  const deleted = new Set<string>();
-  const watch = new ListWatch<T>(
-    env.kube,
-    path,
-    {
-      upsert: (obj) => void seen.set(obj.metadata.uid ?? "", obj),
-      remove: (obj) => {
-        seen.set(obj.metadata.uid ?? "", obj);
-        deleted.add(obj.metadata.uid ?? "");
-      },
-    },
-    { log: (msg) => env.log(msg), ...(labelSelector === undefined ? {} : { labelSelector }) },
-  );
-  t.teardown(() => watch.stop());
-  await watch.start();
-  return { seen, deleted, all: () => [...seen.values()] };
+): Promise<Recorder<T>> {
+  const recorder = new Recorder<T>(env.kube, path, {
+    log: (msg) => env.log(msg),
+    ...(labelSelector === undefined ? {} : { labelSelector }),
+  });
+  t.teardown(() => recorder.stop());
+  await recorder.start();
+  return recorder;
 }
 
 /**

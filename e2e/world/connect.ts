@@ -1,6 +1,6 @@
 // A test file's way into the world of its test run: the description `e2e/world/run.ts` wrote
-// (DM_WORLD), or — when a single test file runs on its own (`npx tap e2e/…test.ts`) — a world
-// this test process starts and stops itself.
+// (DM_WORLD), or a world kept running by `run.ts --keep`, or — when a single test file runs on its
+// own (`npx tap e2e/…test.ts`) — a world this test process starts and stops itself.
 import fs from "node:fs";
 import { t as tapRoot } from "tap";
 import { KubeClient } from "../kit/client.ts";
@@ -8,7 +8,8 @@ import { connectPostgres } from "../postgres/postgres.ts";
 import type { Postgres } from "../postgres/postgres.ts";
 import { externalCluster } from "../harness/external-cluster.ts";
 import type { ClusterHandle } from "../harness/external-cluster.ts";
-import { startWorld } from "./world.ts";
+import { processAlive } from "../node/host.ts";
+import { KEPT_WORLD, startWorld } from "./world.ts";
 import type { WorldInfo } from "./world.ts";
 
 export interface WorldHandle {
@@ -32,12 +33,23 @@ export function readWorldInfo(file: string): WorldInfo {
   }
 }
 
-/** The world of this test run (started by this process when DM_WORLD is unset). */
+/** The description file of a world kept running by `e2e/world/run.ts --keep`, if its owner lives. */
+function keptWorld(): string | undefined {
+  try {
+    const file = fs.readFileSync(KEPT_WORLD, "utf8").trim();
+    return processAlive(readWorldInfo(file).ownerPid) ? file : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The world of this test run: DM_WORLD's, else a kept one, else one this process starts. */
 export function world(): Promise<WorldHandle> {
   connected ??= (async () => {
     let info: WorldInfo;
-    if (process.env.DM_WORLD) {
-      info = readWorldInfo(process.env.DM_WORLD);
+    const file = process.env.DM_WORLD ?? keptWorld();
+    if (file) {
+      info = readWorldInfo(file);
     } else {
       const startedAt = Date.now();
       const w = await startWorld((line) => {

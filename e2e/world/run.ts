@@ -5,11 +5,13 @@
 //
 //   node e2e/world/run.ts tap                                  # npm test
 //   node e2e/world/run.ts tap --then tap --jobs=1 e2e/x.ts     # phases, one after the other
-//   node e2e/world/run.ts --keep                               # start it, print DM_WORLD, wait for Ctrl-C
+//   node e2e/world/run.ts --keep                               # start it and keep it for test files run by
+//                                                               # hand (npx tap e2e/…), until Ctrl-C
 //
 // A world still running from a run that was killed is cleaned up by the next start.
 import { spawn } from "node:child_process";
-import { startWorld } from "./world.ts";
+import fs from "node:fs";
+import { KEPT_WORLD, startWorld } from "./world.ts";
 import type { World } from "./world.ts";
 
 const args = process.argv.slice(2);
@@ -43,6 +45,7 @@ for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 }
 
 async function finish(status: number): Promise<never> {
+  if (keep) fs.rmSync(KEPT_WORLD, { force: true });
   try {
     const t = Date.now();
     await world?.stop();
@@ -82,6 +85,8 @@ for (const [name, seconds] of Object.entries(world?.info.timings ?? {})) budgets
 const env = { ...process.env, DM_WORLD: world?.infoFile ?? "" };
 
 if (keep) {
+  // Test files run by hand (`npx tap e2e/…`) find a kept world here without DM_WORLD.
+  if (world) fs.writeFileSync(KEPT_WORLD, world.infoFile);
   console.log(`export DM_WORLD=${world?.infoFile ?? ""}`);
   console.error("# the world runs until this process gets Ctrl-C (SIGINT) or SIGTERM");
   // The daemons are detached and unreferenced: keep this process (their owner) alive.

@@ -19,6 +19,9 @@ import { buildImage, ensureBaseImage, push, repoRoot } from "../node/images.ts";
 import { startPostgres } from "../postgres/postgres.ts";
 import type { Postgres, PostgresAddress } from "../postgres/postgres.ts";
 
+/** Where `run.ts --keep` records the kept world's description file (one world per machine). */
+export const KEPT_WORLD = "/run/digest-migrations-e2e/kept-world";
+
 /** What a test process needs to use the world (written as JSON; DM_WORLD names the file). */
 export interface WorldInfo {
   ownerPid: number;
