@@ -173,7 +173,10 @@ export function startReaper(dir: string): void {
       for p in $(cat "$2/pids"); do kill -KILL -- "-$p" 2>/dev/null; done
       rm -rf "$2"
     fi`;
-  const reaper = spawn("sh", ["-c", script, "dm-reaper", String(process.pid), dir], { detached: true, stdio: "ignore" });
+  const reaper = spawn("sh", ["-c", script, "dm-reaper", String(process.pid), dir], {
+    detached: true,
+    stdio: "ignore",
+  });
   reaper.unref();
 }
 

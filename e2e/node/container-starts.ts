@@ -43,6 +43,12 @@ export class ContainerStarts {
   readonly #namespaces: Set<string> | undefined;
   #child: ChildProcess | undefined;
   #pending = new Set<Promise<void>>();
+  #stopped = false;
+  #reopening = false;
+  /** containers seen started (also those filtered out), so a rescan does not count one twice */
+  readonly #seen = new Set<string>();
+  /** times the stream was reopened after containerd went away (a containerd restart) */
+  resubscribed = 0;
 
   /** `namespaces`: only starts of pods in these Kubernetes namespaces are kept (default all). */
   constructor(socket: string, namespaces?: string[]) {
@@ -51,14 +57,25 @@ export class ContainerStarts {
   }
 
   #ctr(args: string[]): Promise<string> {
-    return execFileText("ctr", ["--address", this.#socket, "--namespace", CRI_NAMESPACE, ...args], { timeoutMs: 30_000 });
+    return execFileText("ctr", ["--address", this.#socket, "--namespace", CRI_NAMESPACE, ...args], {
+      timeoutMs: 30_000,
+    });
   }
 
-  /** Starts following containerd's events; resolves once the stream is open. */
+  /** Starts following containerd's events; resolves once the stream is open. When containerd goes
+   *  away (a restart), the stream is opened again, and the tasks running by then that were not seen
+   *  starting are recorded (at the time of the rescan). */
   async start(): Promise<void> {
     const child = spawn("ctr", ["--address", this.#socket, "events"], { stdio: ["ignore", "pipe", "pipe"] });
     this.#child = child;
     child.unref();
+    child.once("exit", () => {
+      if (this.#stopped || this.#reopening || this.#child !== child) return;
+      this.#child = undefined;
+      const p = this.#reopen();
+      this.#pending.add(p);
+      void p.finally(() => this.#pending.delete(p));
+    });
     // `ctr events` prints nothing until an event comes: make one (a containerd namespace created and
     // removed again) and wait until the stream shows it, so no start after this resolves is missed.
     const marker = `dm-events-${randomBytes(4).toString("hex")}`;
@@ -87,6 +104,12 @@ export class ContainerStarts {
     const at = new Date(`${m[1]?.slice(0, 23)}Z`);
     const { container_id: id } = JSON.parse(m[3] ?? "{}") as { container_id?: string };
     if (!id) return;
+    this.#track(id, at);
+  }
+
+  #track(id: string, at: Date): void {
+    if (this.#seen.has(id)) return;
+    this.#seen.add(id);
     const p = this.#resolve(id, at).catch((err: unknown) => {
       this.errors.push(`container ${id}: ${err instanceof Error ? err.message : String(err)}`);
     });
@@ -115,6 +138,30 @@ export class ContainerStarts {
     });
   }
 
+  /** Opens the stream again once containerd answers, then records running tasks not seen starting. */
+  async #reopen(): Promise<void> {
+    this.#reopening = true;
+    try {
+      await waitFor(
+        async () => {
+          if (this.#stopped) return true;
+          await this.start();
+          return true;
+        },
+        { what: "containerd's event stream to reopen", timeoutMs: 120_000, intervalMs: 500 },
+      );
+    } finally {
+      this.#reopening = false;
+    }
+    if (this.#stopped) return;
+    this.resubscribed++;
+    // `ctr tasks list`: TASK PID STATUS
+    for (const line of (await this.#ctr(["tasks", "list"])).split("\n").slice(1)) {
+      const [id, , status] = line.trim().split(/\s+/);
+      if (id && status === "RUNNING") this.#track(id, new Date());
+    }
+  }
+
   /** The repository digests of an image ID: every `<repo>@sha256:<manifest>` name in containerd whose
    *  manifest's config is that image. */
   async repoDigestsOf(imageId: string): Promise<string[]> {
@@ -140,6 +187,7 @@ export class ContainerStarts {
   }
 
   stop(): void {
+    this.#stopped = true;
     this.#child?.kill("SIGTERM");
     this.#child = undefined;
   }

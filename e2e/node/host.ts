@@ -25,7 +25,12 @@ export const KUBELET_SYSCTLS = [
 ];
 
 /** Host paths the kubelet and the CRI plugin write whatever the configured directories. */
-export const HOST_PATHS = ["/var/log/pods", "/var/log/containers", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet"];
+export const HOST_PATHS = [
+  "/var/log/pods",
+  "/var/log/containers",
+  "/var/lib/kubelet/device-plugins",
+  "/var/lib/kubelet",
+];
 
 export interface HostState {
   /** the process that owns the node (its death means the node was abandoned) */

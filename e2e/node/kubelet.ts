@@ -57,7 +57,11 @@ export class Kubelet {
     const ca = { ...cluster.ca, dir: pki };
     const [client, serving] = await Promise.all([
       issue(ca, { name: "kubelet-client", commonName: `system:node:${name}`, organizations: ["system:nodes"] }),
-      issue(ca, { name: "kubelet-serving", commonName: name, serving: { ips: ["127.0.0.1"], dnsNames: ["localhost"] } }),
+      issue(ca, {
+        name: "kubelet-serving",
+        commonName: name,
+        serving: { ips: ["127.0.0.1"], dnsNames: ["localhost"] },
+      }),
     ]);
     const kubeconfig = writeCertKubeconfig(
       path.join(dir, "kubelet.kubeconfig"),
@@ -146,7 +150,10 @@ containerLogMaxSize: 10Mi
         intervalMs: 250,
         processes: proc ? [proc] : [],
         describe: async () => {
-          const r = await this.#opts.cluster.request<NodeObject>("GET", `/api/v1/nodes/${encodeURIComponent(this.name)}`);
+          const r = await this.#opts.cluster.request<NodeObject>(
+            "GET",
+            `/api/v1/nodes/${encodeURIComponent(this.name)}`,
+          );
           return `node: ${JSON.stringify({ taints: r.body?.spec?.taints, conditions: r.body?.status?.conditions })}; kubelet log:\n${proc?.tail(15) ?? ""}`;
         },
       },

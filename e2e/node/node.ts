@@ -125,7 +125,10 @@ export async function startNode(opts: NodeOptions): Promise<RealNode> {
 
     phase(`pushing the pause image to ${registry.host}`);
     const pauseVersion = fs.readFileSync(path.join(opts.bins.binDir, "pause.version"), "utf8").trim();
-    const sandbox = await push(await buildPauseImage(opts.bins.pause, pauseVersion), registry.ref(`pause:${pauseVersion}`));
+    const sandbox = await push(
+      await buildPauseImage(opts.bins.pause, pauseVersion),
+      registry.ref(`pause:${pauseVersion}`),
+    );
     const sandboxImage = sandbox.ref;
 
     fs.mkdirSync(cniConfDir, { recursive: true });

@@ -142,7 +142,8 @@ export class Shop {
       {
         what: `Migrator ${name} to record ${digest}`,
         timeoutMs,
-        describe: async () => `status: ${JSON.stringify((await this.migrator(name))?.status)}; pods: ${await this.describePods()}`,
+        describe: async () =>
+          `status: ${JSON.stringify((await this.migrator(name))?.status)}; pods: ${await this.describePods()}`,
       },
     );
   }
@@ -269,11 +270,15 @@ export class Shop {
       if (!digests.some((d) => migrated.has(d))) problems.push(`${what}, which is not recorded as migrated`);
       const spec = this.podHistory.seen.get(s.podUid)?.spec.containers.find((c) => c.name === APP_CONTAINER)?.image;
       const pinned = spec?.includes("@") ? spec.slice(spec.lastIndexOf("@") + 1) : undefined;
-      if (pinned === undefined) problems.push(`${what}, but the pod's spec was never pinned (${spec ?? "pod not seen"})`);
+      if (pinned === undefined)
+        problems.push(`${what}, but the pod's spec was never pinned (${spec ?? "pod not seen"})`);
       else if (!digests.includes(pinned)) problems.push(`${what}, not the digest ${pinned} its pod is pinned to`);
     }
     for (const [uid, n] of startsPerPod) {
-      if (n > 1) problems.push(`the app container of pod ${this.podHistory.seen.get(uid)?.metadata.name ?? uid} started ${n} times`);
+      if (n > 1)
+        problems.push(
+          `the app container of pod ${this.podHistory.seen.get(uid)?.metadata.name ?? uid} started ${n} times`,
+        );
     }
     const firstSuccess = new Map<string, number>();
     for (const r of h.runs) {

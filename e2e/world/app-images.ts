@@ -43,7 +43,10 @@ function bundled(source: string, outDir: string): Promise<string> {
   const abs = path.resolve(repoRoot, source);
   let b = bundles.get(abs);
   if (!b) {
-    const out = path.join(outDir, `${path.basename(abs).replace(/\.[cm]?[jt]s$/, "")}-${randomBytes(3).toString("hex")}.mjs`);
+    const out = path.join(
+      outDir,
+      `${path.basename(abs).replace(/\.[cm]?[jt]s$/, "")}-${randomBytes(3).toString("hex")}.mjs`,
+    );
     b = bundle(abs, out, { sourcemap: false }).then(() => out);
     bundles.set(abs, b);
   }
@@ -108,7 +111,11 @@ export class AppImages {
       lines.push("COPY lib/ /app/bin/", "COPY bin/ /usr/local/bin/");
     }
     const env = { ...spec.env, [BUILD_ID_ENV]: buildId };
-    lines.push(`ENV ${Object.entries(env).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")}`);
+    lines.push(
+      `ENV ${Object.entries(env)
+        .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+        .join(" ")}`,
+    );
     lines.push("WORKDIR /app");
     if (spec.entrypoint) lines.push(`ENTRYPOINT ${JSON.stringify(spec.entrypoint)}`);
     if (spec.cmd) lines.push(`CMD ${JSON.stringify(spec.cmd)}`);
@@ -170,10 +177,13 @@ export class AppImages {
 
   /** The digest name:tag points at in the registry now (undefined: no such tag). */
   async digestOf(name: string, tag: string): Promise<string | undefined> {
-    const res = await fetch(`http://${this.#registry}/v2/${this.#prefix}/${name}/manifests/${encodeURIComponent(tag)}`, {
-      method: "HEAD",
-      headers: { accept: MANIFEST_TYPES },
-    });
+    const res = await fetch(
+      `http://${this.#registry}/v2/${this.#prefix}/${name}/manifests/${encodeURIComponent(tag)}`,
+      {
+        method: "HEAD",
+        headers: { accept: MANIFEST_TYPES },
+      },
+    );
     if (res.status === 404) return undefined;
     if (res.status !== 200) throw new Error(`HEAD ${this.ref(name, tag)}: HTTP ${res.status}`);
     return res.headers.get("docker-content-digest") ?? undefined;

@@ -2,7 +2,6 @@
 // (DM_WORLD), or a world kept running by `run.ts --keep`, or — when a single test file runs on its
 // own (`npx tap e2e/…test.ts`) — a world this test process starts and stops itself.
 import fs from "node:fs";
-import { t as tapRoot } from "tap";
 import { KubeClient } from "../kit/client.ts";
 import { connectPostgres } from "../postgres/postgres.ts";
 import type { Postgres } from "../postgres/postgres.ts";
@@ -43,8 +42,12 @@ function keptWorld(): string | undefined {
   }
 }
 
-/** The world of this test run: DM_WORLD's, else a kept one, else one this process starts. */
-export function world(): Promise<WorldHandle> {
+/**
+ * The world of this test run: DM_WORLD's, else a kept one, else one this process starts. `atEnd`
+ * registers what must run when the caller is done (a test file passes tap's root teardown; tap is
+ * not loaded here, so scripts can connect too).
+ */
+export function world(atEnd: (fn: () => Promise<void>) => void = () => {}): Promise<WorldHandle> {
   connected ??= (async () => {
     let info: WorldInfo;
     const file = process.env.DM_WORLD ?? keptWorld();
@@ -55,12 +58,12 @@ export function world(): Promise<WorldHandle> {
       const w = await startWorld((line) => {
         if (verbose) console.error(line);
       });
-      tapRoot.comment(`world started by this test file in ${((Date.now() - startedAt) / 1000).toFixed(1)}s`);
-      tapRoot.teardown(() => w.stop());
+      console.error(`# world started by this process in ${((Date.now() - startedAt) / 1000).toFixed(1)}s`);
+      atEnd(() => w.stop());
       info = w.info;
     }
     const cluster = externalCluster(info.adminKubeconfig);
-    tapRoot.teardown(() => cluster.stop());
+    atEnd(() => cluster.stop());
     return {
       info,
       kube: KubeClient.fromFile(info.adminKubeconfig),

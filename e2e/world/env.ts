@@ -13,6 +13,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { t as tapRoot } from "tap";
 import type { Test } from "tap";
 import type { ObjectList } from "../kit/client.ts";
 import type { KubeClient } from "../kit/client.ts";
@@ -56,7 +57,7 @@ const log = (msg: string): void => {
 };
 
 export async function nodeEnv(t: Test, opts: NodeEnvOptions = {}): Promise<NodeEnv> {
-  const w = await world();
+  const w = await world((fn) => tapRoot.teardown(fn));
   const namespace = namespaceFor(t.name);
   await w.cluster.ensureNamespace(namespace);
   const starts = new ContainerStarts(w.info.node.containerdSocket, [namespace]);

@@ -129,8 +129,9 @@ export class ReconcilerRelease {
   /** The reconciler's pods (label app.kubernetes.io/name). */
   async pods(): Promise<Pod[]> {
     const selector = encodeURIComponent(`app.kubernetes.io/instance=${this.name}`);
-    return (await this.#kube.get<ObjectList<Pod>>(`/api/v1/namespaces/${this.namespace}/pods?labelSelector=${selector}`))
-      .items;
+    return (
+      await this.#kube.get<ObjectList<Pod>>(`/api/v1/namespaces/${this.namespace}/pods?labelSelector=${selector}`)
+    ).items;
   }
 
   /** Waits until `replicas` reconciler pods run and are Ready, none terminating. */
@@ -148,11 +149,48 @@ export class ReconcilerRelease {
         describe: async () => {
           const pods = await this.pods();
           return pods
-            .map((p) => `${p.metadata.name}: ${p.status?.phase} ${JSON.stringify(p.status?.containerStatuses?.map((s) => s.state))}`)
+            .map(
+              (p) =>
+                `${p.metadata.name}: ${p.status?.phase} ${JSON.stringify(p.status?.containerStatuses?.map((s) => s.state))}`,
+            )
             .join("; ");
         },
       },
     );
+  }
+
+  /**
+   * SIGKILLs a reconciler container through the container runtime (`ctr tasks kill`), as an OOM
+   * kill or a crash would end it; the kubelet then restarts it (restartPolicy Always).
+   */
+  async killContainer(pod: Pod): Promise<void> {
+    const id = pod.status?.containerStatuses
+      ?.find((s) => s.name === "reconciler")
+      ?.containerID?.replace(/^containerd:\/\//, "");
+    if (!id) throw new Error(`pod ${pod.metadata.name} has no running reconciler container`);
+    await execFileText("ctr", [
+      "--address",
+      this.#world.node.containerdSocket,
+      "--namespace",
+      "k8s.io",
+      "tasks",
+      "kill",
+      "--signal",
+      "SIGKILL",
+      id,
+    ]);
+  }
+
+  /** Deletes a reconciler pod (graceful: SIGTERM, the Lease released); its ReplicaSet makes another. */
+  async deletePod(pod: Pod): Promise<void> {
+    await this.#kube.delete(`/api/v1/namespaces/${this.namespace}/pods/${pod.metadata.name}`);
+  }
+
+  /** The running reconciler pod that holds the Lease (an identity is `<pod name>_<random>`). */
+  async leaderPod(): Promise<Pod | undefined> {
+    const holder = await this.leader();
+    if (!holder) return undefined;
+    return (await this.pods()).find((p) => holder.startsWith(`${p.metadata.name}_`) && !p.metadata.deletionTimestamp);
   }
 
   /** Reconciler containers the kubelet restarted (a crash, a failed liveness probe), as sentences. */

@@ -17,6 +17,7 @@ import { startNode } from "../node/node.ts";
 import type { RealNode } from "../node/node.ts";
 import { buildImage, ensureBaseImage, push, repoRoot } from "../node/images.ts";
 import { startPostgres } from "../postgres/postgres.ts";
+import { serveControl } from "./control.ts";
 import type { Postgres, PostgresAddress } from "../postgres/postgres.ts";
 
 /** Where `run.ts --keep` records the kept world's description file (one world per machine). */
@@ -47,6 +48,8 @@ export interface WorldInfo {
     pluginRef: string;
   };
   postgres: PostgresAddress;
+  /** http://127.0.0.1:<port> of the world's fault-injection endpoint (e2e/world/control.ts) */
+  control: string;
   /** seconds per start-up phase, printed with the test run's budgets */
   timings: Record<string, number>;
 }
@@ -66,7 +69,9 @@ export interface World {
  * machine. The images carry it as a label.
  */
 export async function sourceHash(): Promise<string> {
-  const files = (await execFileText("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: repoRoot }))
+  const files = (
+    await execFileText("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: repoRoot })
+  )
     .split("\0")
     .filter(Boolean)
     .sort();
@@ -87,7 +92,14 @@ const SOURCE_LABEL = "net.digest-migrations.source";
 
 async function labelOf(image: string): Promise<string | undefined> {
   try {
-    const out = await execFileText("buildah", ["inspect", "--type", "image", "--format", `{{index .Docker.Config.Labels "${SOURCE_LABEL}"}}`, image]);
+    const out = await execFileText("buildah", [
+      "inspect",
+      "--type",
+      "image",
+      "--format",
+      `{{index .Docker.Config.Labels "${SOURCE_LABEL}"}}`,
+      image,
+    ]);
     return out.trim() || undefined;
   } catch {
     return undefined;
@@ -96,7 +108,12 @@ async function labelOf(image: string): Promise<string | undefined> {
 
 /** Builds Dockerfile.<component> as a user would (buildah bud, NODE_IMAGE = the test base) unless
  *  an image of the same sources is in buildah's storage already. */
-async function shippedImage(component: "reconciler" | "plugin", base: string, hash: string, log: (l: string) => void): Promise<string> {
+async function shippedImage(
+  component: "reconciler" | "plugin",
+  base: string,
+  hash: string,
+  log: (l: string) => void,
+): Promise<string> {
   const tag = `localhost/digest-migrations/${component}:e2e`;
   if ((await labelOf(tag)) === `${hash}/${base}`) {
     log(`[world] ${tag}: built from these sources already`);
@@ -132,9 +149,10 @@ export async function startWorld(log: (line: string) => void = () => {}): Promis
   let cluster: Cluster | undefined;
   let node: RealNode | undefined;
   let postgres: Postgres | undefined;
+  let stopControl: (() => Promise<void>) | undefined;
   const stop = async (): Promise<void> => {
     const errors: unknown[] = [];
-    for (const s of [() => node?.stop(), () => cluster?.stop(), () => postgres?.stop()]) {
+    for (const s of [() => stopControl?.(), () => node?.stop(), () => cluster?.stop(), () => postgres?.stop()]) {
       try {
         await s();
       } catch (err) {
@@ -169,6 +187,8 @@ export async function startWorld(log: (line: string) => void = () => {}): Promis
     if (startedResult.status === "rejected") throw startedResult.reason;
     const built = builtResult.value;
     const started = startedResult.value;
+    const control = await serveControl(started.cluster, started.node);
+    stopControl = control.close;
     const reconciler = await push(built.reconciler, started.node.registry.ref("digest-migrations/reconciler:e2e"));
     const plugin = await push(built.plugin, started.node.registry.ref("digest-migrations/plugin:e2e"));
 
@@ -192,11 +212,14 @@ export async function startWorld(log: (line: string) => void = () => {}): Promis
         pluginRef: `${plugin.ref}@${plugin.digest}`,
       },
       postgres: { host: started.postgres.host, port: started.postgres.port, dir: started.postgres.dir },
+      control: control.url,
       timings: { ...timings, "world start (total)": (Date.now() - t0) / 1000 },
     };
     const infoFile = path.join(dir, "world.json");
     fs.writeFileSync(infoFile, JSON.stringify(info, null, 2));
-    log(`[world] ready in ${((Date.now() - t0) / 1000).toFixed(1)}s: ${info.server}, node ${info.node.name}, registry ${info.node.registry}`);
+    log(
+      `[world] ready in ${((Date.now() - t0) / 1000).toFixed(1)}s: ${info.server}, node ${info.node.name}, registry ${info.node.registry}`,
+    );
     return { info, infoFile, cluster: started.cluster, node: started.node, postgres: started.postgres, stop };
   } catch (err) {
     await stop().catch((e: unknown) => log(`[world] clean-up after a failed start: ${String(e)}`));

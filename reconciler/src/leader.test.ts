@@ -19,3 +19,11 @@ t.test("identities are unique per process start", (t) => {
   t.match(a, /^.+_[0-9a-f-]{36}$/);
   t.end();
 });
+
+t.test("the identity names the pod ($POD_NAME), not the node a hostNetwork pod shares", (t) => {
+  t.match(
+    defaultIdentity({ POD_NAME: "digest-migrations-reconciler-7d9f-abcde" }),
+    /^digest-migrations-reconciler-7d9f-abcde_[0-9a-f-]{36}$/,
+  );
+  t.end();
+});

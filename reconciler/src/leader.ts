@@ -52,9 +52,13 @@ export interface LeaderElectionOptions {
 /** client-go's JitterFactor: retries wait retryPeriod × [1, 1.2). */
 const JITTER = 1.2;
 
-/** A unique identity: the pod's hostname plus a random suffix, as client-go recommends. */
-export function defaultIdentity(): string {
-  return `${hostname()}_${randomUUID()}`;
+/**
+ * A unique identity: the pod's name plus a random suffix, as client-go recommends. The pod's name
+ * comes from $POD_NAME (the downward API, as the shipped Deployment sets it): with hostNetwork the
+ * hostname is the node's, which would make every replica on a node look alike in the Lease.
+ */
+export function defaultIdentity(env: NodeJS.ProcessEnv = process.env): string {
+  return `${env["POD_NAME"] || hostname()}_${randomUUID()}`;
 }
 
 /** Checks the timing relations client-go insists on, so a misconfiguration fails at start-up. */

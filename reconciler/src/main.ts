@@ -211,7 +211,7 @@ export function parseReconcilerArgs(argv: string[], env: NodeJS.ProcessEnv): Rec
     leaseDurationSeconds: o.leaseDuration,
     renewDeadlineSeconds: o.renewDeadline,
     retryPeriodSeconds: o.retryPeriod,
-    identity: o.identity ?? defaultIdentity(),
+    identity: o.identity ?? defaultIdentity(env),
     waiterPort: o.waiterPort,
     metricsPort: o.metricsPort,
     reusePort: o.reusePort ?? false,

@@ -89,6 +89,8 @@ export interface ContainerStatus {
   name: string;
   image: string;
   imageID: string;
+  /** `<runtime>://<id>`, e.g. containerd://0f3…, once the runtime created the container */
+  containerID?: string;
   ready: boolean;
   restartCount?: number;
   started?: boolean;
