@@ -53,10 +53,18 @@ t.test("a reconciler replica killed through the runtime or its pod deleted, at r
       // Fault injection at a random moment of the flow (not synchronisation).
       const wait = Math.round(500 + rnd() * 4_000);
       await delay(wait);
-      // The leader when there is one (the replica that writes), else any running replica.
-      const victim =
-        (await shop.release.leaderPod()) ?? (await shop.release.pods()).find((p) => !p.metadata.deletionTimestamp);
-      if (!victim) throw new Error("no reconciler pod to kill");
+      // The leader when its container runs (the replica that writes), else any replica whose
+      // container runs (one killed a moment ago may still be restarting).
+      const victim = await waitFor(
+        async () => {
+          const running = (await shop.release.pods()).filter(
+            (p) => !p.metadata.deletionTimestamp && p.status?.containerStatuses?.some((c) => c.state?.running),
+          );
+          const leader = await shop.release.leaderPod();
+          return running.find((p) => p.metadata.uid === leader?.metadata.uid) ?? running[0];
+        },
+        { what: "a running reconciler replica", timeoutMs: 120_000 },
+      );
       if (rnd() < 0.5) {
         await shop.release.killContainer(victim);
         done.push(`${wait}ms kill`);
