@@ -2,7 +2,7 @@
 # Installs the Debian packages the tests, the demo and the benchmarks need. Idempotent; quick when
 # everything is present. Runs as root (CI) or through sudo.
 set -euo pipefail
-packages=(postgresql etcd-server golang-go rsync jq openssl unzip dpkg-dev ca-certificates procps lua5.1 time git)
+packages=(postgresql etcd-server golang-go rsync jq openssl unzip dpkg-dev ca-certificates procps time git golang-github-yuin-gopher-lua-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
