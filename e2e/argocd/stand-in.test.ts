@@ -24,6 +24,7 @@ import { validatePluginConfig } from "./plugin-config.ts";
 import { RepoServer, envsubst, pluginParamEnvs } from "./repo-server.ts";
 import { compressRepository, extractRepository } from "./tgz.ts";
 import { track } from "./tracking.ts";
+import type { Trackable } from "./tracking.ts";
 import { V2_6, V3_0, V3_5 } from "./versions.ts";
 
 const scratch = mkdtempSync(path.join(tmpdir(), "dm-stand-in-"));
@@ -283,20 +284,22 @@ t.test("generate's output as each apimachinery reads it", async (t) => {
 });
 
 t.test("resource tracking", async (t) => {
-  const cm = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "a" } };
+  const cm: Trackable = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "a" } };
   t.same(track(cm, "label", "shop", "apps").metadata?.labels, { "app.kubernetes.io/instance": "shop" });
   t.same(track(cm, "annotation", "shop", "apps").metadata?.annotations, {
     "argocd.argoproj.io/tracking-id": "shop:/ConfigMap:apps/a",
   });
-  const dep = {
+  const spec = { template: { metadata: { labels: { app: "w" } } } };
+  const dep: Trackable & { spec: typeof spec } = {
     apiVersion: "apps/v1",
     kind: "Deployment",
     metadata: { name: "w", namespace: "x" },
-    spec: { template: { metadata: { labels: { app: "w" } } } },
+    spec,
   };
   const tracked = track(dep, "annotation+label", "shop", "apps");
   t.equal(tracked.metadata?.annotations?.["argocd.argoproj.io/tracking-id"], "shop:apps/Deployment:x/w");
-  t.same((tracked["spec"] as typeof dep.spec).template.metadata.labels, { app: "w" }, "the pod template is left alone");
+  t.same(tracked.metadata?.labels, { "app.kubernetes.io/instance": "shop" });
+  t.same(tracked.spec.template.metadata.labels, { app: "w" }, "the pod template is left alone");
   const crd = { apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition", metadata: { name: "c" } };
   t.same(track(crd, "label", "shop", "apps"), crd, "CRDs are not tracked");
 });

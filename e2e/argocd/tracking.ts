@@ -7,7 +7,18 @@
 //                          "<app>:<group>/<kind>:<namespace, else the app's>/<name>"
 //   annotation+label       both, the label value cut to 63 characters
 // Without a method set, v2.x uses label and v3.x annotation. CustomResourceDefinitions are not tracked.
-import type { KubeObject } from "./manifest-stream.ts";
+
+/** What tracking touches of an object. */
+export interface Trackable {
+  apiVersion?: string;
+  kind: string;
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+}
 
 export type TrackingMethod = "label" | "annotation" | "annotation+label";
 
@@ -20,18 +31,18 @@ function group(apiVersion: string | undefined): string {
   return v.includes("/") ? v.slice(0, v.indexOf("/")) : "";
 }
 
-function isCrd(o: KubeObject): boolean {
+function isCrd(o: Trackable): boolean {
   return o.kind === "CustomResourceDefinition" && group(o.apiVersion) === "apiextensions.k8s.io";
 }
 
 /** SetAppInstance on a copy of `o`. */
-export function track(
-  o: KubeObject,
+export function track<T extends Trackable>(
+  o: T,
   method: TrackingMethod,
   appName: string,
   namespace: string,
   appLabelKey = DEFAULT_APP_LABEL_KEY,
-): KubeObject {
+): T {
   if (appName === "" || appLabelKey === "" || isCrd(o)) return o;
   const copy = structuredClone(o);
   copy.metadata ??= {};
@@ -40,7 +51,9 @@ export function track(
     if (appLabelKey !== LEGACY_APP_LABEL_KEY) return;
     if (!["apps", "extensions"].includes(group(copy.apiVersion))) return;
     if (!["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"].includes(copy.kind)) return;
-    const template = (copy["spec"] ??= {}) as { template?: { metadata?: { labels?: Record<string, string> } } };
+    const template = ((copy as Record<string, unknown>)["spec"] ??= {}) as {
+      template?: { metadata?: { labels?: Record<string, string> } };
+    };
     template.template ??= {};
     template.template.metadata ??= {};
     template.template.metadata.labels = { ...(template.template.metadata.labels ?? {}), [appLabelKey]: value };
