@@ -4,7 +4,7 @@
 // entries, .argocd-source-<app>.yaml merged by the repo-server's mergeSourceParameters, a Helm values
 // file, a kustomization's images), both resource-tracking methods, and ARGOCD_APP_PARAMETERS as Argo CD
 // builds it (empty, arrays, maps, unknown names).
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import t from "tap";
@@ -12,7 +12,8 @@ import { WAITER_CONTAINER_PREFIX } from "@digest-migrations/shared";
 import { envMap } from "./exec.ts";
 import type { KubeObject } from "./manifest-stream.ts";
 import type { ApplicationSource, ManifestRequest, PluginParameter, SourcePlugin } from "./repo-server.ts";
-import { namedSidecar, repoServer } from "./sidecar.ts";
+import { namedSidecar, pluginExecutor, repoServer, sidecarEnvironment } from "./sidecar.ts";
+import { waitFor } from "../harness/wait.ts";
 import { TRACKING_ID } from "./tracking.ts";
 import { V2_6, V3_5 } from "./versions.ts";
 
@@ -300,3 +301,54 @@ t.test("ARGOCD_APP_PARAMETERS edge cases, as Argo CD builds them", async (t) => 
   );
   t.ok(images.includes("registry.example/billing:9.9.9"), "the map parameter as --set");
 });
+
+t.test(
+  "generate's deadline: Argo CD kills the plugin and the renderer it started; the plugin's own limit comes first",
+  async (t) => {
+    // A kustomize that never finishes, first on the sidecar's PATH (the plugin prefers kustomize to kubectl).
+    const bin = path.join(scratch, "slow-bin");
+    const pidFile = path.join(scratch, "slow-kustomize.pid");
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(path.join(bin, "kustomize"), `#!/bin/sh\necho $$ > ${pidFile}\nexec tail -f /dev/null\n`, {
+      mode: 0o755,
+    });
+    const root = repository({ "deploy/kustomization.yaml": "resources: [d.yaml]\n", "deploy/d.yaml": DEPLOYMENT });
+    const sidecarPath = `${bin}:${sidecarEnvironment().PATH}`;
+
+    const killed = namedSidecar({ env: { PATH: sidecarPath }, executor: pluginExecutor({ cleanupTimeoutMs: 300 }) });
+    const started = Date.now();
+    await t.rejects(
+      repoServer(V3_5, [killed]).generateManifests(request(root, "deploy", { name: PLUGIN }, { timeoutMs: 1_500 })),
+      {
+        message:
+          /error generating manifests: `node \/opt\/digest-migrations\/digest-migrations-plugin\.mjs generate` failed signal: killed$/,
+      },
+      "at the request's deadline (less 100 ms) the UI gets only 'signal: killed'",
+    );
+    t.ok(Date.now() - started < 10_000, "killed at the deadline, not after the plugin's own limit");
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    await waitFor(() => (alive(pid) ? undefined : true), {
+      what: `the renderer ${pid} to be gone with its process group`,
+      timeoutMs: 10_000,
+    });
+    t.pass("the renderer the plugin started went with the process group");
+
+    const limited = namedSidecar({ env: { PATH: sidecarPath, DIGEST_MIGRATIONS_RENDER_TIMEOUT_SECONDS: "1" } });
+    await t.rejects(
+      repoServer(V3_5, [limited]).generateManifests(request(root, "deploy", { name: PLUGIN }, { timeoutMs: 20_000 })),
+      {
+        message: /digest-migrations: `kustomize build \.` failed: timed out after 1s$/,
+      },
+      "below Argo CD's deadline the plugin's own limit names the tool",
+    );
+  },
+);
+
+/** The process runs (a zombie, killed but not yet reaped by whoever inherited it, does not). */
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}

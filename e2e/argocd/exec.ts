@@ -97,7 +97,10 @@ export function localExecutor(options: LocalExecutorOptions = {}): Executor {
             timedOut = true;
             child.kill("SIGKILL"); // exec.CommandContext's own kill of the command
             signalGroup(child.pid, "SIGTERM");
+            // As Argo CD's goroutine, the group's SIGKILL follows even when the command is gone already (a
+            // member may ignore SIGTERM without holding the pipes); it does not keep this process alive.
             killTimer = setTimeout(() => signalGroup(child.pid, "SIGKILL"), cleanupTimeoutMs);
+            killTimer.unref();
           },
           Math.max(0, request.deadline - Date.now()),
         );
@@ -110,7 +113,6 @@ export function localExecutor(options: LocalExecutorOptions = {}): Executor {
       // "close": the process exited and every holder of its stdout and stderr has closed them (cmd.Wait).
       child.on("close", (code, signal) => {
         clearTimeout(deadlineTimer);
-        clearTimeout(killTimer);
         resolve({
           stdout: Buffer.concat(out).toString("utf8"),
           stderr: Buffer.concat(err).toString("utf8"),
