@@ -15,7 +15,7 @@ import { goGlob, zglob } from "./globs.ts";
 import { splitYamlToString } from "./manifest-stream.ts";
 import { isDiscoveryConfigured, servedName } from "./plugin-config.ts";
 import type { Command, PluginConfig } from "./plugin-config.ts";
-import { extractRepository, inbound } from "./tgz.ts";
+import { extractRepository } from "./tgz.ts";
 import type { ArgoCDVersion } from "./versions.ts";
 
 /** cmpTimeoutBuffer: server-side work stops this long before the request's deadline. */
@@ -98,7 +98,8 @@ export class CmpServer {
     deadline?: number,
   ): Promise<{ isSupported: boolean; isDiscoveryEnabled: boolean }> {
     return this.#withWorkDir(stream, async (workDir) => {
-      const appPath = path.join(workDir, stream.metadata.appRelPath);
+      // securejoin.SecureJoin: the relative path is resolved as if workDir were the root, so ".." cannot leave it.
+      const appPath = path.join(workDir, path.normalize(`/${stream.metadata.appRelPath}`));
       const discover = this.config.spec.discover ?? {};
       if (discover.fileName) {
         try {
@@ -149,9 +150,6 @@ export class CmpServer {
         extractRepository(workDir, stream.tgz, stream.metadata.checksum, Boolean(this.config.spec.preserveFileMode));
       } catch (error) {
         throw new CmpError(`error receiving stream: error receiving tgz file: ${(error as Error).message}`);
-      }
-      if (!inbound(path.join(workDir, stream.metadata.appRelPath, "x"), workDir)) {
-        throw new CmpError("illegal appPath: out of workDir bound");
       }
       return await body(workDir);
     } finally {

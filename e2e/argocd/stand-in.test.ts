@@ -343,3 +343,20 @@ t.test("a find.command plugin runs in the app's directory with the request's env
   await t.rejects(repo.generateManifests(request("apps/b")), /could not find plugin supporting the given repository/);
   t.ok(existsSync(root), "the checkout is untouched");
 });
+
+t.test("an app path outside the unpacked repository is refused", async (t) => {
+  const root = tree({ "a.yaml": "x" });
+  const archive = compressRepository(root);
+  const config = validatePluginConfig({
+    kind: "ConfigManagementPlugin",
+    metadata: { name: "p" },
+    spec: { generate: { command: ["true"] } },
+  });
+  const server = new CmpServer({ config, version: V3_5, sidecarEnv: {}, executor: localExecutor() });
+  const stream = {
+    metadata: { appName: "x", appRelPath: "../../etc", env: [], checksum: archive.checksum, size: archive.tgz.length },
+    tgz: archive.tgz,
+  };
+  await t.rejects(server.generateManifest(stream), /illegal appPath: out of workDir bound/);
+  t.same(server.runs, [], "nothing ran");
+});
