@@ -1,4 +1,4 @@
-// The resource actions on a real Lua 5.1 interpreter: discovery (action_test.yaml and every reason), and the
+// The resource actions in gopher-lua, opened as Argo CD opens it (lua.ts): discovery (action_test.yaml and every reason), and the
 // retry action, which must change migrations.coderanger.net/retry and nothing else.
 import t from "tap";
 import { ANNOTATIONS, CONDITION_MIGRATIONS_READY, CONDITION_READY, REASONS } from "@digest-migrations/shared";

@@ -1,8 +1,8 @@
 -- Argo CD health of a migrations.coderanger.net/v1beta1 Migrator.
 --
 -- Argo CD runs this in gopher-lua (Lua 5.1) with the live object in the global `obj`. Scripts configured in
--- argocd-cm get only the base and table libraries and an os library reduced to time/date: there is no
--- string library, so this script uses no string.* function and no string method.
+-- argocd-cm get only the package, base and table libraries, plus time/date through require("os"): there
+-- is no string library, so this script uses no string.* function and no string method.
 --
 -- The reconciler keeps two conditions in status.conditions: Ready and MigrationsReady. Both are judged and
 -- the worse verdict wins (Degraded > Unknown > Progressing > Healthy), so the result does not depend on how

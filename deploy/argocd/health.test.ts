@@ -1,4 +1,4 @@
-// health.lua on a real Lua 5.1 interpreter: the cases of every health_test.yaml under this directory, one
+// health.lua in gopher-lua, opened as Argo CD opens it (lua.ts): the cases of every health_test.yaml under this directory, one
 // hand-made Migrator per condition reason, and totality on arbitrary conditions.
 import fc from "fast-check";
 import t from "tap";

@@ -1,7 +1,7 @@
 // The Argo CD health check and retry action on live Migrators: the reconciler (under its shipped RBAC)
 // drives one Migrator into each condition reason it can set, and health.lua runs on the object as the
-// API server returns it, as Argo CD would run it. The test fails if the reconciler knows a reason this
-// test never reached, so a new reason needs a new case here.
+// API server returns it, in gopher-lua opened as Argo CD opens it (deploy/argocd/lua.ts). The test fails
+// if the reconciler knows a reason this test never reached, so a new reason needs a new case here.
 //
 // DM_RECORD=1 also writes each live object, cleaned of what changes from run to run, to
 // deploy/argocd/testdata/recorded/ with a health_test.yaml beside them, so deploy/argocd/health.test.ts

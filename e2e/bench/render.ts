@@ -52,10 +52,11 @@ export interface RenderResult {
   tables: Table[];
 }
 
-/** Documents in a `---`-separated stream (the plugin's JSON stream, kubectl's YAML, the floor's JSON). */
+/** Documents in a `---`-separated stream (the plugin's JSON stream, each document opened by `---`; kubectl's YAML; the floor's JSON). */
 function countDocuments(stream: string): number {
   if (stream.trim() === "") return 0;
-  return (stream.match(/^---$/gm)?.length ?? 0) + 1;
+  const separators = stream.match(/^---$/gm)?.length ?? 0;
+  return stream.startsWith("---\n") ? separators : separators + 1;
 }
 
 export async function renderBench(options: RenderOptions): Promise<RenderResult> {

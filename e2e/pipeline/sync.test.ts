@@ -13,7 +13,9 @@ import { FIELD_MANAGER, byWave } from "./apply.ts";
 import { installReconciler } from "./install.ts";
 import { restart, RESTARTED_AT } from "./restart.ts";
 import { ServiceProxy } from "./service.ts";
-import { pluginEnvironment, sync } from "./sync.ts";
+import { manifestRequest, sync } from "./sync.ts";
+import { namedSidecar, repoServer } from "../argocd/sidecar.ts";
+import { envMap } from "../argocd/exec.ts";
 import { WAITER_IMAGE } from "./stack.ts";
 
 interface DeploymentView extends KubeObject {
@@ -40,15 +42,23 @@ t.test("waves: ascending, default 0, order kept inside a wave; a bad wave names 
   t.throws(() => byWave([obj("ConfigMap", "x", "soon")]), /ConfigMap x: argocd.argoproj.io\/sync-wave "soon"/);
 });
 
-t.test("the CMP environment carries Argo CD's variables and the plugin parameters both ways", async (t) => {
-  const env = pluginEnvironment("/repo/shop", {
-    kubeconfig: "k",
-    namespace: "apps",
-    waiterImage: "w:1",
-    reconcilerUrl: "http://r:1",
-    parameters: { "allow-unmatched-migrators": "true" },
-    pluginEnv: { FOO: "bar" },
-  });
+t.test("generate runs with the sidecar's environment, Argo CD's variables and the parameters both ways", async (t) => {
+  const sidecar = namedSidecar();
+  await repoServer(undefined, [sidecar]).generateManifests(
+    manifestRequest(MANIFESTS_DIR, {
+      namespace: "apps",
+      appName: "shop",
+      waiterImage: "w:1",
+      reconcilerUrl: "http://r:1",
+      parameters: { "allow-unmatched-migrators": "true" },
+      pluginEnv: { FOO: "bar" },
+    }),
+  );
+  const generate = sidecar.runs.at(-1);
+  t.same(generate?.argv.slice(-1), ["generate"], "the generate command of plugin/plugin.yaml ran last");
+  const env = envMap(generate?.env ?? []);
+  t.equal(env.DIGEST_MIGRATIONS_WAITER_IMAGE, "ghcr.io/digest-migrations/reconciler:0.1.0", "the sidecar's own env");
+  t.ok(env.PATH, "the sidecar's PATH");
   t.equal(env.ARGOCD_APP_NAME, "shop");
   t.equal(env.ARGOCD_APP_NAMESPACE, "apps");
   t.equal(env.PARAM_WAITER_IMAGE, "w:1");

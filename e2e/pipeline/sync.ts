@@ -1,20 +1,22 @@
-// One Argo CD sync of an application that uses the plugin, without Argo CD: the repo-server runs
-// the plugin's `generate` in the application's directory with the CMP environment, and the
-// application controller applies the output (see apply.ts).
+// One Argo CD sync of an application that uses the plugin, without Argo CD: the repo-server stand-in
+// (e2e/argocd/repo-server.ts) sends the application's repository to the plugin's sidecar stand-in
+// (e2e/argocd/cmp-server.ts, configured by the shipped plugin/plugin.yaml), which runs the bundled
+// plugin's `generate` with the sidecar's own environment plus the request's entries, as Argo CD does; the
+// application controller applies the output (see apply.ts). With `pluginImage`, the sidecar is the plugin
+// image itself: its plugin.yaml, its environment, and generate run inside it (argocd/plugin-container.ts).
 //
 //   const result = await sync(MANIFESTS_DIR, { kubeconfig, namespace, waiterImage, reconcilerUrl });
-import { spawn } from "node:child_process";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { parseAllDocuments } from "yaml";
 import type { KubeObject } from "@digest-migrations/shared";
-import { runInPluginImage } from "../argocd/plugin-container.ts";
+import { ManifestGenerationError } from "../argocd/repo-server.ts";
+import type { ApplicationSource, ManifestRequest, PluginParameter } from "../argocd/repo-server.ts";
+import { splitYamlToString, toObjects } from "../argocd/manifest-stream.ts";
+import { imageSidecar } from "../argocd/plugin-container.ts";
+import { namedSidecar, repoServer } from "../argocd/sidecar.ts";
+import type { TrackingMethod } from "../argocd/tracking.ts";
+import type { ArgoCDVersion } from "../argocd/versions.ts";
+import { V3_5 } from "../argocd/versions.ts";
 import { applyObjects } from "./apply.ts";
 import type { AppliedObject } from "./apply.ts";
-
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-/** The plugin as the sidecar image ships it (built by `npm run build`). */
-export const PLUGIN_BUNDLE = path.join(repoRoot, "plugin/dist/digest-migrations-plugin.mjs");
 
 /** What the control plane reports, as Argo CD passes it (KUBE_VERSION is `major.minor.patch`). */
 export const KUBE_VERSION = "1.20.2";
@@ -27,7 +29,11 @@ export const KUBE_API_VERSIONS = [
   "rbac.authorization.k8s.io/v1",
   "apiextensions.k8s.io/v1",
   "migrations.coderanger.net/v1beta1",
-].join(",");
+];
+/** The name the named sidecar serves (plugin/plugin.yaml). */
+export const PLUGIN_NAME = "digest-migrations-v1";
+/** A git revision for the build environment (ARGOCD_APP_REVISION). */
+export const REVISION = "3f2a9c1d4b5e6f708192a3b4c5d6e7f809102a3b";
 
 export interface SyncOptions {
   /** Admin kubeconfig (Argo CD's cluster credentials). */
@@ -39,114 +45,95 @@ export interface SyncOptions {
   /** Plugin parameters `waiter-image` and `reconciler-url` (spec.source.plugin.parameters). */
   waiterImage: string;
   reconcilerUrl: string;
-  /** More plugin parameters (name → value), passed as PARAM_<NAME> and in ARGOCD_APP_PARAMETERS. */
+  /** More string parameters (name → value) in spec.source.plugin.parameters. */
   parameters?: Record<string, string>;
-  /** spec.source.plugin.env entries, passed as ARGOCD_ENV_<name>. */
+  /** spec.source.plugin.env entries (name → value), passed as ARGOCD_ENV_<name>. */
   pluginEnv?: Record<string, string>;
-  /** Run generate inside this plugin image (its local buildah name), as the sidecar does; default:
-   *  the bundle on this machine. */
+  /** The Argo CD release whose behaviour the stand-in follows (default the newest read). */
+  argocd?: ArgoCDVersion;
+  trackingMethod?: TrackingMethod;
+  /** The plugin image (its local buildah name) to run the sidecar from; default the bundle on this machine. */
   pluginImage?: string;
   log?: (line: string) => void;
 }
 
 export interface SyncResult {
-  /** What generate printed, parsed. */
+  /** What Argo CD made of generate's output (tracking applied). */
   rendered: KubeObject[];
   applied: AppliedObject[];
-  /** Milliseconds spent in generate and in applying. */
+  /** Milliseconds spent generating and in applying. */
   generateMs: number;
   applyMs: number;
 }
 
+/** Manifest generation failed: the message is what the Application's condition would show. */
 export class GenerateError extends Error {
   override name = "GenerateError";
 }
 
-/** Argo CD's escaping of a parameter name into an environment variable (PARAM_<NAME>). */
-function paramEnvName(name: string): string {
-  return `PARAM_${name.toUpperCase().replace(/[^A-Z0-9_]/g, "_")}`;
-}
-
-/** The entries the repo-server adds to the sidecar's environment for a CMP's generate command. */
-export function pluginEnvironment(appDir: string, opts: SyncOptions): Record<string, string> {
-  const params: Record<string, string> = {
-    "waiter-image": opts.waiterImage,
-    "reconciler-url": opts.reconcilerUrl,
-    ...opts.parameters,
+/** The Application's source: the plugin named, the waiter image and reconciler URL as parameters. */
+export function pluginSource(
+  opts: Pick<SyncOptions, "waiterImage" | "reconcilerUrl" | "parameters" | "pluginEnv">,
+): ApplicationSource {
+  const parameters: PluginParameter[] = [
+    { name: "waiter-image", string: opts.waiterImage },
+    { name: "reconciler-url", string: opts.reconcilerUrl },
+    ...Object.entries(opts.parameters ?? {}).map(([name, value]) => ({ name, string: value })),
+  ];
+  return {
+    repoURL: "https://git.example/team/shop.git",
+    path: ".",
+    targetRevision: "main",
+    plugin: {
+      name: PLUGIN_NAME,
+      parameters,
+      ...(opts.pluginEnv ? { env: Object.entries(opts.pluginEnv).map(([name, value]) => ({ name, value })) } : {}),
+    },
   };
-  const env: Record<string, string> = {
-    ARGOCD_APP_NAME: opts.appName ?? path.basename(appDir),
-    ARGOCD_APP_NAMESPACE: opts.namespace,
-    ARGOCD_APP_REVISION: "0000000000000000000000000000000000000000",
-    ARGOCD_APP_SOURCE_REPO_URL: "https://git.example/team/shop.git",
-    ARGOCD_APP_SOURCE_PATH: path.basename(appDir),
-    ARGOCD_APP_SOURCE_TARGET_REVISION: "main",
-    KUBE_VERSION,
-    KUBE_API_VERSIONS,
-    ARGOCD_APP_PARAMETERS: JSON.stringify(Object.entries(params).map(([name, value]) => ({ name, string: value }))),
+}
+
+/** The repo-server request for `appDir` as the root of its repository. */
+export function manifestRequest(appDir: string, opts: Omit<SyncOptions, "kubeconfig" | "log">): ManifestRequest {
+  return {
+    repoRoot: appDir,
+    revision: REVISION,
+    source: pluginSource(opts),
+    appName: opts.appName ?? appDir.split("/").filter(Boolean).pop() ?? "app",
+    namespace: opts.namespace,
+    projectName: "default",
+    kubeVersion: KUBE_VERSION,
+    apiVersions: KUBE_API_VERSIONS,
+    ...(opts.trackingMethod ? { trackingMethod: opts.trackingMethod } : {}),
   };
-  for (const [name, value] of Object.entries(params)) env[paramEnvName(name)] = value;
-  for (const [name, value] of Object.entries(opts.pluginEnv ?? {})) env[`ARGOCD_ENV_${name}`] = value;
-  return env;
 }
 
-/** The command plugin.yaml's generate runs, inside the plugin image. */
-export const PLUGIN_GENERATE = ["node", "/opt/digest-migrations/digest-migrations-plugin.mjs", "generate"];
-
-/** Runs `generate` inside the plugin image with the repository (appDir's parent) mounted. */
-export async function runGenerateInImage(image: string, appDir: string, env: Record<string, string>): Promise<string> {
-  const r = await runInPluginImage(image, {
-    repoDir: path.dirname(appDir),
-    appPath: path.basename(appDir),
-    argv: PLUGIN_GENERATE,
-    env,
-    timeoutMs: 90_000,
-  });
-  if (r.code === 0) return r.stdout;
-  throw new GenerateError(
-    `plugin generate in ${appDir} (image ${image}) failed (${r.timedOut ? "deadline exceeded" : `exit ${r.code}`}): ${r.stderr.trim()}`,
-  );
+/** Manifest generation for `appDir` through the repo-server and the named sidecar stand-ins. */
+export async function generate(appDir: string, opts: Omit<SyncOptions, "kubeconfig" | "log">): Promise<KubeObject[]> {
+  const version = opts.argocd ?? V3_5;
+  const sidecar = opts.pluginImage ? await imageSidecar(opts.pluginImage, { version }) : namedSidecar({ version });
+  const server = repoServer(version, [sidecar]);
+  try {
+    const response = await server.generateManifests(manifestRequest(appDir, opts));
+    return response.manifests as KubeObject[];
+  } catch (error) {
+    if (error instanceof ManifestGenerationError) throw new GenerateError(error.message, { cause: error });
+    throw error;
+  }
 }
 
-/** Runs the bundled plugin's `generate` in `appDir` on this machine; resolves with stdout. */
-export function runGenerate(appDir: string, env: Record<string, string>, bundle = PLUGIN_BUNDLE): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bundle, "generate"], {
-      cwd: appDir,
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (c: Buffer) => out.push(c));
-    child.stderr.on("data", (c: Buffer) => err.push(c));
-    child.on("error", (e) => reject(new GenerateError(`running ${bundle} generate: ${e.message}`)));
-    child.on("close", (code, signal) => {
-      const stderr = Buffer.concat(err).toString("utf8").trim();
-      if (code === 0) resolve(Buffer.concat(out).toString("utf8"));
-      else reject(new GenerateError(`plugin generate in ${appDir} failed (${signal ?? `exit ${code}`}): ${stderr}`));
-    });
-  });
-}
-
-/** Parses generate's output stream (JSON documents separated by `---`). */
+/** Reads a saved generate output as Argo CD v2.6 … v3.0 read it (the strictest of the decoders). */
 export function parseStream(text: string): KubeObject[] {
-  return parseAllDocuments(text)
-    .map((doc) => {
-      if (doc.errors.length > 0) throw new GenerateError(`plugin output: ${doc.errors[0]?.message ?? "bad YAML"}`);
-      return doc.toJS() as unknown;
-    })
-    .filter((o): o is KubeObject => typeof o === "object" && o !== null);
+  try {
+    return splitYamlToString(text, "sniff").flatMap((piece) => toObjects(piece, "sniff")) as KubeObject[];
+  } catch (error) {
+    throw new GenerateError(`plugin output: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 /** generate, then apply every object in sync-wave order. */
 export async function sync(appDir: string, opts: SyncOptions): Promise<SyncResult> {
   const t0 = Date.now();
-  const env = pluginEnvironment(appDir, opts);
-  const output = opts.pluginImage
-    ? await runGenerateInImage(opts.pluginImage, appDir, env)
-    : await runGenerate(appDir, env);
-  const rendered = parseStream(output);
+  const rendered = await generate(appDir, opts);
   const t1 = Date.now();
   const applied = await applyObjects(opts.kubeconfig, rendered, opts.namespace, opts.log);
   return { rendered, applied, generateMs: t1 - t0, applyMs: Date.now() - t1 };

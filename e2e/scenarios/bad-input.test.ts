@@ -12,8 +12,7 @@ import { WAITER_API_PATH } from "@digest-migrations/shared";
 import type { MigratorSpec } from "@digest-migrations/shared";
 import { deployment, pod } from "../harness/objects.ts";
 import { waitFor } from "../kit/wait.ts";
-import { tools } from "../../plugin/test/tools.ts";
-import { GenerateError, pluginEnvironment, runGenerate } from "../pipeline/sync.ts";
+import { GenerateError, generate } from "../pipeline/sync.ts";
 import { APP_IMAGE, appContainer, appImage, reconcilerEnv, reportRunning } from "../reconciler/setup.ts";
 import { table } from "./report.ts";
 
@@ -128,12 +127,7 @@ const pluginCases: {
   },
 ];
 
-// The plugin image's PATH: the pinned helm and kubectl (for kustomize), then the system's.
-const RENDERERS_PATH = [
-  ...new Set([path.dirname(tools().helm), path.dirname(tools().kubectl), process.env["PATH"] ?? "/usr/bin:/bin"]),
-].join(":");
-
-t.test("plugin input through generate, as Argo CD calls it", async (t) => {
+t.test("plugin input through generate, as Argo CD calls it (the repo-server and sidecar stand-ins)", async (t) => {
   for (const c of pluginCases) {
     const dir = mkdtempSync(path.join(tmpdir(), "dm-bad-"));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -141,18 +135,16 @@ t.test("plugin input through generate, as Argo CD calls it", async (t) => {
       mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
       writeFileSync(path.join(dir, file), text);
     }
-    const generateEnv = pluginEnvironment(dir, {
-      kubeconfig: "",
-      namespace: "apps",
-      appName: "bad-input",
-      waiterImage: "registry.example/waiter:1",
-      reconcilerUrl: "http://reconciler:8443",
-      ...(c.parameters ? { parameters: c.parameters } : {}),
-    });
-    let output: string | undefined;
+    let output: unknown[] | undefined;
     let error: unknown;
     try {
-      output = await runGenerate(dir, { ...generateEnv, PATH: RENDERERS_PATH });
+      output = await generate(dir, {
+        namespace: "apps",
+        appName: "bad-input",
+        waiterImage: "registry.example/waiter:1",
+        reconcilerUrl: "http://reconciler:8443",
+        ...(c.parameters ? { parameters: c.parameters } : {}),
+      });
     } catch (e) {
       error = e;
     }

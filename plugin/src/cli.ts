@@ -11,7 +11,7 @@ import { PluginError, singleLine } from "./errors.ts";
 import { explain } from "./explain.ts";
 import { generateDetailed } from "./generate.ts";
 import type { Env } from "./parameters.ts";
-import { ANNOUNCEMENTS, ParameterSource, escaped } from "./parameters.ts";
+import { ANNOUNCEMENTS, ParameterSource, escaped, unknownParameter } from "./parameters.ts";
 import { BUILTIN_DEFAULTS } from "./settings.ts";
 
 const PREFIX = "digest-migrations";
@@ -31,6 +31,7 @@ function localEnv(options: LocalOptions): Env {
   for (const p of options.param) {
     const eq = p.indexOf("=");
     if (eq <= 0) throw new PluginError(`--param ${p}: expected name=value`);
+    if (!ANNOUNCEMENTS.some((a) => a.name === p.slice(0, eq))) throw unknownParameter(p.slice(0, eq), "--param");
     env[`PARAM_${escaped(p.slice(0, eq))}`] = p.slice(eq + 1);
   }
   return env;

@@ -21,7 +21,7 @@ export interface GenerateOptions {
   dir?: string;
   /** Argo CD's environment; default: process.env. */
   env?: Env;
-  /** "json" (default): JSON documents separated by `---`, what Argo CD reads; "yaml" for people. */
+  /** "json" (default): JSON documents, each opened by `---`, what Argo CD reads; "yaml" for people. */
   output?: "json" | "yaml";
 }
 

@@ -159,6 +159,26 @@ export class ParameterSource {
   }
 }
 
+const KNOWN = new Map(ANNOUNCEMENTS.map((a) => [a.name, a.collectionType ?? "string"]));
+
+/** The one-line list of parameter names, for errors. */
+function knownNames(): string {
+  return [...KNOWN.keys()].join(", ");
+}
+
+/** An error for a parameter name this plugin does not announce (a typo would otherwise be ignored). */
+export function unknownParameter(name: string, where: string): PluginError {
+  return new PluginError(`${where}: "${name}" is not a parameter of this plugin (parameters: ${knownNames()})`);
+}
+
+const WHERE = "spec.source.plugin.parameters";
+
+/**
+ * Argo CD's ARGOCD_APP_PARAMETERS: the Application's spec.source.plugin.parameters as a JSON array of
+ * {name, string?, array?, map?} ("null" when the plugin section has none; unset when the Application names
+ * no plugin section at all). Every entry must name an announced parameter, once, with a value of the kind
+ * announced (string, array or map); an entry with no value at all counts as unset.
+ */
 function parseAppParameters(json: string | undefined): Map<string, AppParameter> {
   const out = new Map<string, AppParameter>();
   if (json === undefined || json.trim() === "") return out;
@@ -172,12 +192,40 @@ function parseAppParameters(json: string | undefined): Map<string, AppParameter>
   if (!Array.isArray(parsed)) throw new PluginError("ARGOCD_APP_PARAMETERS is not a JSON array");
   for (const item of parsed as unknown[]) {
     if (typeof item !== "object" || item === null || typeof (item as { name?: unknown }).name !== "string") {
-      throw new PluginError("ARGOCD_APP_PARAMETERS holds an entry without a name");
+      throw new PluginError(`${WHERE}: an entry without a name`);
     }
-    const p = item as AppParameter;
+    const p = item as AppParameter & Record<string, unknown>;
+    const kind = KNOWN.get(p.name);
+    if (kind === undefined) throw unknownParameter(p.name, WHERE);
+    if (out.has(p.name)) throw new PluginError(`${WHERE}: "${p.name}" is given more than once`);
+    const given = (["string", "array", "map"] as const).filter((k) => p[k] !== undefined);
+    for (const k of given) {
+      if (k !== kind) {
+        throw new PluginError(
+          `${WHERE}: "${p.name}" takes ${article(kind)} ${kind} (${kind}: …), not ${article(k)} ${k}`,
+        );
+      }
+    }
+    checkValue(p);
     out.set(p.name, p);
   }
   return out;
+}
+
+function article(kind: string): string {
+  return kind === "array" ? "an" : "a";
+}
+
+function checkValue(p: AppParameter): void {
+  const bad = (what: string): PluginError => new PluginError(`${WHERE}: "${p.name}": ${what}`);
+  if (p.string !== undefined && typeof p.string !== "string") throw bad("the value is not a string");
+  if (p.array !== undefined && (!Array.isArray(p.array) || p.array.some((v) => typeof v !== "string"))) {
+    throw bad("the array must hold strings");
+  }
+  if (p.map !== undefined) {
+    if (typeof p.map !== "object" || p.map === null || Array.isArray(p.map)) throw bad("the map is not an object");
+    if (Object.values(p.map).some((v) => typeof v !== "string")) throw bad("the map's values must be strings");
+  }
 }
 
 /** Parses a size such as 4194304, 512Ki or 4Mi. */

@@ -8,6 +8,14 @@ import type { Env } from "./parameters.ts";
 
 export type SourceType = "directory" | "kustomize" | "helm";
 
+/**
+ * The default limit of one helm/kustomize run. Argo CD stops generate itself at the repo-server request's
+ * deadline (controller.repo.server.timeout.seconds, 60 s by default, less 100 ms: cmpserver/plugin/plugin.go)
+ * by killing its process group, which leaves only "signal: killed" in the UI; below that, the plugin's own
+ * limit fires first and says which tool timed out.
+ */
+export const DEFAULT_RENDER_TIMEOUT_MS = 45_000;
+
 /** Used when neither the Application nor the installation chooses (the reconciler's published defaults). */
 export const BUILTIN_DEFAULTS = {
   waiterImage: "ghcr.io/digest-migrations/reconciler:0.1.0",
@@ -85,7 +93,9 @@ export function resolveSettings(dir: string, env: Env): Settings {
       parameters: params.map("helm-parameters"),
     },
     renderTimeoutMs:
-      timeout === undefined ? 120_000 : parseSize("DIGEST_MIGRATIONS_RENDER_TIMEOUT_SECONDS", timeout) * 1000,
+      timeout === undefined
+        ? DEFAULT_RENDER_TIMEOUT_MS
+        : parseSize("DIGEST_MIGRATIONS_RENDER_TIMEOUT_SECONDS", timeout) * 1000,
   };
 }
 

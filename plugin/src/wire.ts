@@ -182,7 +182,9 @@ export function wire(manifests: Manifest[], options: WireOptions): WiringReport 
     if (lowestWave === undefined) {
       if (!options.allowUnmatchedMigrators) {
         throw new PluginError(
-          `${where}: selects no workload in namespace ${ns(migrator) || "(default)"}; fix spec.selector or set parameter allow-unmatched-migrators`,
+          `${where}: selects no workload in namespace ${ns(migrator) || "(default)"}; fix spec.selector, or keep the Migrator in the ` +
+            "same source as its workloads (Argo CD renders each source of a multi-source Application on its own), " +
+            "or set parameter allow-unmatched-migrators",
         );
       }
       wiring.wave = { ...wiring.wave, after: wiring.wave.before, reason: "selects no workload; left as it is" };

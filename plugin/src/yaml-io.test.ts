@@ -82,6 +82,8 @@ t.test("the output stream is JSON documents that read back unchanged, also as YA
   ];
   const out = serializeStream(objects);
   t.ok(out.endsWith("}\n"));
+  t.ok(out.startsWith("---\n{"), "opens with a document marker, never with {");
+  t.equal(out.split(/^---$/m).length - 1, objects.length, "one marker per document");
   t.same(
     parseYamlStream(out).map((d) => d.value),
     objects,

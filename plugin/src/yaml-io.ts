@@ -3,9 +3,9 @@
 // Input is read the way Argo CD and the Kubernetes API machinery read the same files (sigs.k8s.io/yaml over
 // go-yaml v2; see yaml-schema.ts): `yes`/`on` are booleans, `0777` is octal, `<<` merge keys work, but `12:30`
 // and `2024-01-02` stay strings. The plugin must see the objects Argo CD would see. Output is a stream of
-// JSON documents separated by `---`: Argo CD splits generate's stdout as a YAML stream, JSON is valid YAML,
-// and JSON cannot be misread under any YAML schema (a string "yes" stays a string), so the objects survive
-// the round trip exactly.
+// JSON documents, each opened by `---`: Argo CD splits generate's stdout as a YAML stream, JSON is valid
+// YAML, and JSON cannot be misread under any YAML schema (a string "yes" stays a string), so the objects
+// survive the round trip exactly (see serializeStream for why the stream never starts with `{`).
 import { EVENT_ALIAS, EVENT_DOCUMENT, YAMLException, constructFromEvents, dump, parseEvents } from "js-yaml";
 import type { Event } from "js-yaml";
 import { KUBERNETES_SCHEMA, OUTPUT_SCHEMA, nonJsonNumber } from "./yaml-schema.ts";
@@ -189,10 +189,15 @@ function oneLine(message: string): string {
   return (message.split("\n")[0] ?? message).trim();
 }
 
-/** The output stream: each object as indented JSON, documents separated by `---`, ending in a newline. */
+/**
+ * The output stream: each object as indented JSON, each document opened by `---`, ending in a newline.
+ * The stream must not start with `{`: Argo CD reads generate's output with k8s.io/apimachinery's
+ * YAMLOrJSONDecoder, which up to apimachinery v0.32 (Argo CD v2.6 … v3.0) reads a stream whose first
+ * character is `{` as concatenated JSON, so a `---` after the first object fails the whole sync. Opened by
+ * `---`, the stream is YAML documents (each one JSON, which is YAML) for every version.
+ */
 export function serializeStream(objects: readonly unknown[]): string {
-  if (objects.length === 0) return "";
-  return objects.map((o) => JSON.stringify(o, null, 2)).join("\n---\n") + "\n";
+  return objects.map((o) => `---\n${JSON.stringify(o, null, 2)}\n`).join("");
 }
 
 /**

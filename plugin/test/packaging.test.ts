@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import t from "tap";
 import { parse, parseAllDocuments } from "yaml";
 import { ANNOUNCEMENTS } from "../src/parameters.ts";
+import { generatedFiles } from "../deploy/generate.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
@@ -18,7 +19,7 @@ interface PluginConfig {
   spec: {
     version: string;
     generate: { command: string[] };
-    discover: { fileName?: string; find?: unknown };
+    discover?: { fileName?: string; find?: unknown };
     parameters: { static: unknown[]; dynamic?: unknown };
   };
 }
@@ -29,8 +30,65 @@ t.test("plugin.yaml is a valid ConfigManagementPlugin announcing the parameters 
   t.equal(config.kind, "ConfigManagementPlugin");
   t.equal(config.metadata.name, "digest-migrations");
   t.same(config.spec.generate.command, ["node", "/opt/digest-migrations/digest-migrations-plugin.mjs", "generate"]);
-  t.equal(config.spec.discover.fileName, ".digest-migrations.yaml");
+  t.equal(config.spec.discover, undefined, "no discovery rules: a named Application needs no marker file");
   t.same(config.spec.parameters.static, ANNOUNCEMENTS);
+});
+
+t.test("plugin-discovery.yaml is plugin.yaml with another name and a discovery rule", async (t) => {
+  const named = parse(read("plugin/plugin.yaml")) as PluginConfig;
+  const discovery = parse(read("plugin/plugin-discovery.yaml")) as PluginConfig;
+  t.equal(discovery.metadata.name, "digest-migrations-discovery");
+  t.same(discovery.spec.discover, { fileName: ".digest-migrations.yaml" });
+  const { discover: _discover, ...rest } = discovery.spec;
+  t.same({ ...discovery, metadata: named.metadata, spec: rest }, named, "everything else is equal");
+});
+
+t.test("the copies of plugin-discovery.yaml are current (node plugin/deploy/generate.ts)", async (t) => {
+  for (const { file, content } of generatedFiles())
+    t.equal(readFileSync(file, "utf8"), content, path.relative(root, file));
+});
+
+t.test("the discovery sidecar: same container as the named one, its plugin.yaml from a ConfigMap", async (t) => {
+  type Container = { name: string; volumeMounts: { name: string; mountPath: string; subPath?: string }[] } & Record<
+    string,
+    unknown
+  >;
+  type Patch = { spec: { template: { spec: { containers: Container[]; volumes: { name: string }[] } } } };
+  const named = (parse(read("plugin/deploy/kustomize/repo-server-sidecar.yaml")) as Patch).spec.template.spec
+    .containers[0]!;
+  const patch = parse(read("plugin/deploy/kustomize/discovery/repo-server-sidecar.yaml")) as Patch;
+  const discovery = patch.spec.template.spec.containers[0]!;
+  t.equal(discovery.name, "digest-migrations-discovery");
+  const strip = ({ name: _n, volumeMounts: _v, ...c }: Container): unknown => c;
+  t.same(strip(discovery), strip(named), "image, command, env, securityContext and resources as the named sidecar");
+  t.same(
+    discovery.volumeMounts.map((v) => `${v.name}:${v.mountPath}${v.subPath ? `:${v.subPath}` : ""}`),
+    [
+      "var-files:/var/run/argocd",
+      "plugins:/home/argocd/cmp-server/plugins",
+      "digest-migrations-discovery-plugin:/home/argocd/cmp-server/config/plugin.yaml:plugin.yaml",
+      "digest-migrations-discovery-tmp:/tmp",
+    ],
+  );
+  const values = parse(read("plugin/deploy/helm/values-discovery.yaml")) as {
+    configs: { cmp: { create: boolean; plugins: Record<string, unknown> } };
+    repoServer: { extraContainers: Container[] };
+  };
+  t.same(Object.keys(values.configs.cmp.plugins), ["digest-migrations-discovery"]);
+  t.same(
+    values.repoServer.extraContainers.map((c) => c.name),
+    ["digest-migrations", "digest-migrations-discovery"],
+  );
+  const helmMount = values.repoServer.extraContainers[1]!.volumeMounts.find((m) => m.mountPath.endsWith("plugin.yaml"));
+  t.same(
+    helmMount,
+    {
+      name: "argocd-cmp-cm",
+      mountPath: "/home/argocd/cmp-server/config/plugin.yaml",
+      subPath: "digest-migrations-discovery.yaml",
+    },
+    "the chart's argocd-cmp-cm key",
+  );
 });
 
 t.test("Dockerfile.plugin follows the sidecar contract", async (t) => {

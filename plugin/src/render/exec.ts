@@ -1,7 +1,7 @@
 // Running a renderer binary (helm, kustomize, kubectl) safely: found on PATH, argv only (no shell), a
 // scrubbed environment (no Argo CD variables or credentials, KUBECONFIG pointing nowhere so nothing can
 // reach a cluster, empty plugin directories so no repository- or user-supplied code runs), a wall-clock
-// limit and a cap on output size. Failures become one line naming the command and its first error line.
+// limit and a cap on output size. A failure names the command and keeps the tool's own reason (rendererReason).
 import { execFile } from "node:child_process";
 import { access, constants, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -87,7 +87,7 @@ export function run(file: string, args: readonly string[], options: RunOptions):
           resolve(stdout);
           return;
         }
-        const e = error as NodeJS.ErrnoException & { killed?: boolean; code?: number | string };
+        const e = error as NodeJS.ErrnoException & { killed?: boolean; code?: number | string; signal?: string | null };
         let reason: string;
         if (e.code === "ERR_CHILD_PROCESS_STDIO_MAXBUFFER") {
           reason = `output over the limit of ${options.maxOutput} bytes (max-total-size)`;
@@ -95,8 +95,10 @@ export function run(file: string, args: readonly string[], options: RunOptions):
           reason = `timed out after ${Math.round(options.timeoutMs / 1000)}s`;
         } else if (typeof e.code === "string") {
           reason = e.message;
+        } else if (typeof e.signal === "string") {
+          reason = `killed by ${e.signal}: ${rendererReason(stderr) ?? "no error output"}`;
         } else {
-          reason = `exit ${String(e.code)}: ${firstErrorLine(stderr) ?? "no error output"}`;
+          reason = `exit ${String(e.code)}: ${rendererReason(stderr) ?? "no error output"}`;
         }
         reject(new PluginError(`\`${label}\` failed: ${reason}`));
       },
@@ -104,11 +106,72 @@ export function run(file: string, args: readonly string[], options: RunOptions):
   });
 }
 
-/** The most telling line of a renderer's stderr: its first "Error:" line, else its first line. */
-function firstErrorLine(stderr: string): string | undefined {
-  const lines = stderr
-    .split("\n")
+/** The longest reason kept from a renderer's stderr (the Argo CD UI shows it whole). */
+export const MAX_REASON = 2000;
+
+// A klog header: severity, date, time, thread, file:line] (kubectl 1.32 reports failures this way:
+// `E1201 22:11:34.893949    4260 run.go:72] "command failed" err="…"`, or `err=<` and tab-indented lines
+// up to ` >` when the message has several lines).
+const KLOG = /^([IWEF])\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]\s]+\] (.*)$/;
+// eslint-disable-next-line no-control-regex
+const ANSI = /\u001b\[[0-9;]*[A-Za-z]/g;
+
+/**
+ * What a renderer says went wrong, on one line and at most `max` characters: for kubectl's klog lines the
+ * `err` value (all of its lines); otherwise everything from the first `error`/`Error:` line on (helm's
+ * "Use --debug flag" hint left out), else the whole output. Continuation lines are joined with spaces; a
+ * reason longer than `max` keeps its start and its end (where nested errors put the cause).
+ */
+export function rendererReason(stderr: string, max = MAX_REASON): string | undefined {
+  const lines = stderr.replace(ANSI, "").replace(/\r/g, "").split("\n");
+  const parts = klogErrors(lines) ?? plainError(lines);
+  const joined = parts
     .map((l) => l.trim())
-    .filter((l) => l !== "");
-  return lines.find((l) => /^error\b/i.test(l)) ?? lines[0];
+    .filter((l) => l !== "")
+    .reduce((acc, l) => (acc === "" ? l : /^[:;,.)]/.test(l) ? `${acc}${l}` : `${acc} ${l}`), "");
+  if (joined === "") return undefined;
+  return bounded(joined, max);
+}
+
+function bounded(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const head = Math.floor(max / 3);
+  const tail = max - head - 40;
+  const left = text.length - head - tail;
+  return `${text.slice(0, head)} … (${left} characters left out) … ${text.slice(text.length - tail)}`;
+}
+
+function klogErrors(lines: readonly string[]): string[] | undefined {
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const m = KLOG.exec(lines[i] ?? "");
+    if (m === null || (m[1] !== "E" && m[1] !== "F")) continue;
+    const body = m[2] ?? "";
+    const err = /\berr=(<|"(?:[^"\\]|\\.)*")\s*$/.exec(body);
+    if (err === null) {
+      out.push(unquote(body.replace(/^("(?:[^"\\]|\\.)*")/, (q) => unquote(q))));
+    } else if (err[1] === "<") {
+      // Multi-line value: the following lines, each indented by one tab, up to a line " >".
+      for (i++; i < lines.length && lines[i] !== " >"; i++) out.push((lines[i] ?? "").replace(/^\t/, ""));
+    } else {
+      out.push(unquote(err[1] ?? ""));
+    }
+  }
+  return out.length > 0 ? out : undefined;
+}
+
+function plainError(lines: readonly string[]): string[] {
+  const first = lines.findIndex((l) => /^\s*error\b/i.test(l));
+  return (first < 0 ? lines : lines.slice(first)).filter(
+    (l) => !/^Use --debug flag to render out invalid YAML$/.test(l.trim()),
+  );
+}
+
+/** A Go-quoted string's text (the escapes klog writes: \" \\ \n \t \uXXXX, \xNN). */
+function unquote(quoted: string): string {
+  if (!quoted.startsWith('"') || !quoted.endsWith('"')) return quoted;
+  return quoted.slice(1, -1).replace(/\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|.)/g, (_m, e: string) => {
+    if (e.startsWith("u") || e.startsWith("x")) return String.fromCharCode(parseInt(e.slice(1), 16));
+    return e === "n" ? "\n" : e === "t" ? "\t" : e;
+  });
 }
