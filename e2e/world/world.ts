@@ -13,7 +13,7 @@ import path from "node:path";
 import { ensureBinaries, nodeControllers, startCluster } from "../cluster/cluster.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import { execFileText } from "../kit/processes.ts";
-import { startNode } from "../node/node.ts";
+import { reclaimAbandonedNode, startNode } from "../node/node.ts";
 import type { RealNode } from "../node/node.ts";
 import { buildImage, ensureBaseImage, push, repoRoot } from "../node/images.ts";
 import { startPostgres } from "../postgres/postgres.ts";
@@ -114,7 +114,8 @@ async function shippedImage(
   hash: string,
   log: (l: string) => void,
 ): Promise<string> {
-  const tag = `localhost/digest-migrations/${component}:e2e`;
+  // The sources' hash in the tag: checkouts of different sources on one machine never share a tag.
+  const tag = `localhost/digest-migrations/${component}:e2e-${hash}`;
   if ((await labelOf(tag)) === `${hash}/${base}`) {
     log(`[world] ${tag}: built from these sources already`);
     return tag;
@@ -142,6 +143,8 @@ export async function startWorld(log: (line: string) => void = () => {}): Promis
       timings[name] = (Date.now() - start) / 1000;
     }
   };
+  // A machine runs one world at a time (one node): refuse before building anything if one runs.
+  reclaimAbandonedNode(log);
   const dir = fs.mkdtempSync(path.join(process.env.DM_CLUSTER_TMPDIR || os.tmpdir(), "dm-world-"));
   log(`[world] Kubernetes binaries (the first run on a machine builds them: about 15 minutes on 2 cores)`);
   const bins = await time("kubernetes binaries", () => ensureBinaries(log));
