@@ -127,17 +127,30 @@ containerLogMaxSize: 10Mi
 
   async start(timeoutMs = 90_000): Promise<void> {
     if (this.#args.length === 0) await this.#prepare();
+    const startedAt = new Date();
     this.#process = new Supervised("kubelet", this.#opts.binary, this.#args, {
       logFile: path.join(this.#opts.dir, "kubelet.log"),
     });
-    await this.waitReady(timeoutMs);
+    await this.waitReady(timeoutMs, startedAt);
   }
 
-  /** Waits until the Node reports Ready and carries no `not-ready`/`unreachable` taint. */
-  async waitReady(timeoutMs = 90_000): Promise<void> {
+  /**
+   * Waits until the Node reports Ready and carries no `not-ready`/`unreachable` taint — and, after a
+   * restart, until this kubelet process has renewed the node's Lease (a Node stays Ready in the API
+   * for a while after its kubelet is gone).
+   */
+  async waitReady(timeoutMs = 90_000, since?: Date): Promise<void> {
     const proc = this.#process;
     await waitFor(
       async () => {
+        if (since) {
+          const lease = await this.#opts.cluster.request<{ spec?: { renewTime?: string } }>(
+            "GET",
+            `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${encodeURIComponent(this.name)}`,
+          );
+          const renewed = lease.status === 200 ? Date.parse(lease.body.spec?.renewTime ?? "") : NaN;
+          if (!(renewed >= since.getTime() - 1_000)) return false;
+        }
         const r = await this.#opts.cluster.request<NodeObject>("GET", `/api/v1/nodes/${encodeURIComponent(this.name)}`);
         if (r.status !== 200) return false;
         const ready = r.body.status?.conditions?.find((c) => c.type === "Ready")?.status === "True";

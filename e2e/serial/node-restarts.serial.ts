@@ -26,6 +26,8 @@ for (const c of cases) {
     const clock = timings(t);
     const shop = await startShop(t);
     const rows: (string | number)[][] = [];
+    // Once on the first sync (a gated Deployment, a probe, a migration) and once on a new push (pods
+    // running, new ones gated, a rolling update).
     for (const [round, build] of (["v1", "v2"] as BuildName[]).entries()) {
       const digest = await shop.push(build, { migrateSleepMs: 3_000 });
       if (round === 0) await shop.sync();
