@@ -16,16 +16,12 @@ import {
   KIND,
   LABELS,
   PLURAL,
+  answerWait,
   groupOf,
-  mayRelease,
-  findCondition,
-  CONDITION_READY,
-  gatedContainer,
   migratorLabelValue,
-  pinnedDigest,
   podTemplateOf,
 } from "@digest-migrations/shared";
-import type { KubeObject, Labels, Migrator, OwnerLookup, Pod } from "@digest-migrations/shared";
+import type { KubeObject, Labels, Migrator, OwnerLookup, Pod, WaitAnswer, WaitQuery } from "@digest-migrations/shared";
 import { Reflector } from "./cache.ts";
 import type { CacheEventType } from "./cache.ts";
 import { Kube, KubeConfig, NotLeaderError, collectionPath, isNotFound } from "./kube.ts";
@@ -35,7 +31,7 @@ import { cachesSynced, reconcileDuration } from "./metrics.ts";
 import { WorkQueue } from "./queue.ts";
 import { StaleCacheError, reconcileMigrator, selectorsOf } from "./reconcile.ts";
 import type { Caches, ReconcileContext, Store } from "./reconcile.ts";
-import { objectKey, type ReleaseChanges, type ReleaseOracle, type WaitAnswer, type WaitQuery } from "./release.ts";
+import { objectKey, type ReleaseChanges, type ReleaseOracle } from "./release.ts";
 
 export { KubeConfig };
 
@@ -379,47 +375,7 @@ export class Controller implements ReleaseOracle {
   // ------------------------------------------------------------------ ReleaseOracle
 
   answer(q: WaitQuery): WaitAnswer {
-    const migrator = this.migrators.get(q.namespace, q.migrator);
-    if (migrator === undefined) {
-      return { ready: false, reason: "UnknownMigrator", message: `Migrator ${q.namespace}/${q.migrator} not found` };
-    }
-    const pod = this.pods.get(q.namespace, q.pod);
-    if (pod === undefined)
-      return { ready: false, reason: "UnknownPod", message: `pod ${q.namespace}/${q.pod} not found` };
-    if (q.podUID !== undefined && q.podUID !== "" && pod.metadata.uid !== q.podUID) {
-      return {
-        ready: false,
-        reason: "UnknownPod",
-        message: `pod ${q.namespace}/${q.pod} has uid ${pod.metadata.uid}, not ${q.podUID} (it was replaced)`,
-      };
-    }
-    const container = pod.spec.containers.find((c) => c.name === q.container);
-    if (container === undefined) {
-      return {
-        ready: false,
-        reason: "UnknownContainer",
-        message: `pod ${q.namespace}/${q.pod} has no container ${q.container}`,
-      };
-    }
-    let gated: string | undefined;
-    try {
-      gated = gatedContainer(migrator.spec ?? { selector: {} }, pod.spec).name;
-    } catch (error) {
-      return { ready: false, reason: "InvalidSpec", message: (error as Error).message };
-    }
-    if (gated !== q.container) {
-      return {
-        ready: false,
-        reason: "UnknownContainer",
-        message: `Migrator ${q.namespace}/${q.migrator} gates container ${gated}, not ${q.container}`,
-      };
-    }
-    const condition = findCondition(migrator.status?.conditions, CONDITION_READY);
-    const input: Parameters<typeof mayRelease>[0] = { status: migrator.status };
-    const pinned = pinnedDigest(container.image);
-    if (pinned !== undefined) input.pinned = pinned;
-    if (condition !== undefined) input.condition = { reason: condition.reason, message: condition.message };
-    return mayRelease(input);
+    return answerWait(q, this.migrators.get(q.namespace, q.migrator), this.pods.get(q.namespace, q.pod));
   }
 
   onChange(listener: (changes: ReleaseChanges) => void): () => void {

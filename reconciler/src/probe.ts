@@ -14,6 +14,7 @@ import {
   API_VERSION,
   KIND,
   migratorLabelValue,
+  restrictedSecurityContext,
   type Container,
   type Migrator,
   type Pod,
@@ -75,13 +76,7 @@ export function buildProbePod(migrator: Migrator, key: ProbeKey): Pod {
     image: key.image,
     command: [PROBE_COMMAND],
     resources: { requests: { cpu: "1m", memory: "4Mi" }, limits: { cpu: "10m", memory: "16Mi" } },
-    securityContext: {
-      runAsNonRoot: true,
-      allowPrivilegeEscalation: false,
-      readOnlyRootFilesystem: true,
-      capabilities: { drop: ["ALL"] },
-      seccompProfile: { type: "RuntimeDefault" },
-    },
+    securityContext: restrictedSecurityContext(),
   };
   if (key.imagePullPolicy !== undefined) container.imagePullPolicy = key.imagePullPolicy;
   const pod: Pod = {

@@ -9,12 +9,12 @@
 // only {ready, reason, message, digest}.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { WAITER_API_PATH } from "@digest-migrations/shared";
+import { WAITER_API_PATH, answerBody, parseWaitParams } from "@digest-migrations/shared";
+import type { WaitAnswer, WaitQuery } from "@digest-migrations/shared";
 import type { Logger } from "./log.ts";
 import { waiterLongPolls, waiterRequests } from "./metrics.ts";
 import { RateLimiter } from "./rate-limit.ts";
-import { objectKey, type ReleaseOracle, type WaitAnswer, type WaitQuery } from "./release.ts";
-import { parseWaitParams } from "./wait-params.ts";
+import { objectKey, type ReleaseOracle } from "./release.ts";
 
 export interface WaiterApiOptions {
   oracle: ReleaseOracle;
@@ -270,11 +270,4 @@ class Index {
   collect(key: string, into: Set<Held>): void {
     for (const entry of this.#sets.get(key) ?? []) into.add(entry);
   }
-}
-
-/** Only the four public fields leave the process, whatever else the oracle's object carries. */
-function answerBody(answer: WaitAnswer): WaitAnswer {
-  const body: WaitAnswer = { ready: answer.ready, reason: answer.reason, message: answer.message };
-  if (answer.digest !== undefined) body.digest = answer.digest;
-  return body;
 }

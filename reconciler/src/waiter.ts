@@ -13,9 +13,8 @@
 // more. node:https is loaded only for an https:// API URL.
 import { Command, CommanderError } from "commander";
 import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from "node:http";
-import { WAITER_API_PATH, WAITER_COMMAND } from "@digest-migrations/shared";
-import type { WaitAnswer, WaitQuery } from "./release.ts";
-import { waitQueryErrors } from "./wait-params.ts";
+import { WAITER_COMMAND, parseAnswer, waitQueryErrors, waitUrl } from "@digest-migrations/shared";
+import type { WaitAnswer, WaitQuery } from "@digest-migrations/shared";
 import { pause } from "./pause.ts";
 
 export const EXIT_RELEASED = 0;
@@ -112,21 +111,6 @@ type Outcome =
 const BASE_BACKOFF_MS = 500;
 /** A not-ready answer that came back this fast is followed by a pause, so a server answering early cannot cause a hot loop. */
 const MIN_POLL_INTERVAL_MS = 1000;
-
-/** The long-poll request: the waiter API's path and the pod's parameters (podUID when known). */
-export function waitUrl(api: URL, query: WaitQuery, timeoutSeconds: number): URL {
-  const url = new URL(api.href.replace(/\/+$/, "") + WAITER_API_PATH);
-  const params: Record<string, string> = {
-    namespace: query.namespace,
-    pod: query.pod,
-    migrator: query.migrator,
-    container: query.container,
-    timeoutSeconds: String(timeoutSeconds),
-  };
-  if (query.podUID) params["podUID"] = query.podUID;
-  url.search = new URLSearchParams(params).toString();
-  return url;
-}
 
 /** The pause after a not-ready answer that took `elapsedMs` (0 when the long-poll was held long enough). */
 export function pauseAfterAnswerMs(elapsedMs: number): number {
@@ -296,23 +280,6 @@ async function poll(url: URL, pollTimeoutSeconds: number, signal: AbortSignal): 
       message: `waiter API unreachable (${code}): ${err.message ?? String(error)}`,
     };
   }
-}
-
-/** A 200 answer's body, or undefined when it is not {ready, reason, message[, digest]}. */
-export function parseAnswer(text: string): WaitAnswer | undefined {
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof body !== "object" || body === null) return undefined;
-  const b = body as Record<string, unknown>;
-  if (typeof b["ready"] !== "boolean" || typeof b["reason"] !== "string" || typeof b["message"] !== "string")
-    return undefined;
-  const answer: WaitAnswer = { ready: b["ready"], reason: b["reason"], message: b["message"] };
-  if (typeof b["digest"] === "string") answer.digest = b["digest"];
-  return answer;
 }
 
 /** The process entry: parse, run, exit with the outcome's code. */

@@ -60,6 +60,14 @@ export interface Migrator extends KubeObject {
   status?: MigratorStatus;
 }
 
+/** The digests recorded as migrated (history plus lastSuccessfulMigration). */
+export function migratedDigests(status: MigratorStatus | undefined): Set<string> {
+  const set = new Set<string>();
+  for (const record of status?.migratedDigests ?? []) if (typeof record?.digest === "string") set.add(record.digest);
+  if (status?.lastSuccessfulMigration) set.add(status.lastSuccessfulMigration);
+  return set;
+}
+
 /** How many migrated digests status.migratedDigests keeps. */
 export const MIGRATED_DIGESTS_LIMIT = 20;
 

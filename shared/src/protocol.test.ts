@@ -7,7 +7,6 @@ import {
   compareNewestFirst,
   decideMigration,
   isGated,
-  mayRelease,
   probeOutcome,
   probeServes,
   recordMigration,
@@ -336,23 +335,4 @@ t.test("recordMigration keeps a bounded, deduplicated history, newest first", as
     [D3, D1],
   );
   t.throws(() => recordMigration({}, { ...rec(D1), digest: "latest" }), /cannot record/);
-});
-
-t.test("mayRelease", async (t) => {
-  const running = { reason: REASONS.Running, message: "Job db-2 is migrating" };
-  t.same(mayRelease({ pinned: D1, status: history(D1) }), {
-    ready: true,
-    reason: "Migrated",
-    message: `${D1} is migrated`,
-    digest: D1,
-  });
-  t.equal(mayRelease({ pinned: D1, status: history(D2, D1) }).ready, true, "rollback to a migrated digest");
-  t.equal(mayRelease({ pinned: undefined, status: history(D1) }).ready, false, "not pinned yet");
-  const waiting = mayRelease({ pinned: D2, status: { ...history(D1), currentDigest: D2 }, condition: running });
-  t.equal(waiting.ready, false);
-  t.equal(waiting.reason, REASONS.Running);
-  t.equal(
-    mayRelease({ pinned: undefined, status: {}, condition: { reason: REASONS.NoDigest, message: "x" } }).reason,
-    REASONS.NoDigest,
-  );
 });

@@ -3,11 +3,11 @@
 // the Migrator's status says and whether a gated pod may start. The reconciler is thin I/O around
 // these; everything here is table-tested and never touches the network or the clock.
 import { digestFromImageID } from "./image-id.ts";
-import { digestProblem, parseImageReference, shortDigest } from "./image-ref.ts";
+import { digestProblem, pinnedDigest, shortDigest } from "./image-ref.ts";
 import type { Pod } from "./k8s.ts";
-import { MIGRATED_DIGESTS_LIMIT, REASONS } from "./migrator.ts";
+import { MIGRATED_DIGESTS_LIMIT, REASONS, migratedDigests } from "./migrator.ts";
 import type { MigrationRecord, MigratorStatus, Reason } from "./migrator.ts";
-import { waiterContainerName } from "./waiter.ts";
+import { waiterContainerName } from "./waiter-protocol.ts";
 
 // ---------------------------------------------------------------------------------------------
 // 1. Resolving the digest a pod's gated container runs
@@ -21,17 +21,6 @@ export type Resolution =
   | { kind: "pulling" }
   /** The node reports an imageID that carries no repository digest: never guessed. */
   | { kind: "noDigest"; message: string };
-
-/** The digest after "@" in an image reference, if the reference is pinned (`name[:tag]@sha256:…`). */
-export function pinnedDigest(image: string | undefined): string | undefined {
-  if (image === undefined || !image.includes("@")) return undefined;
-  try {
-    return parseImageReference(image).digest;
-  } catch {
-    // An unparsable image is not pinned; the kubelet reports InvalidImageName for it.
-    return undefined;
-  }
-}
 
 /**
  * Is `pod` still held by the waiter of `migratorName`? The waiter is the init container named
@@ -205,14 +194,6 @@ export interface JobView {
   retry?: string;
   image?: string;
   completionTime?: string;
-}
-
-/** The digests recorded as migrated (history plus lastSuccessfulMigration). */
-export function migratedDigests(status: MigratorStatus | undefined): Set<string> {
-  const set = new Set<string>();
-  for (const record of status?.migratedDigests ?? []) if (typeof record?.digest === "string") set.add(record.digest);
-  if (status?.lastSuccessfulMigration) set.add(status.lastSuccessfulMigration);
-  return set;
 }
 
 export interface MigrationInput {
@@ -390,53 +371,5 @@ export function recordMigration(
     lastSuccessfulMigration: record.digest,
     lastSuccessfulMigrationShort: shortDigest(record.digest),
     migratedDigests: history,
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// 4. Releasing a gated pod
-
-export interface ReleaseInput {
-  /** The digest the pod's gated container image is pinned to (spec), if pinned. */
-  pinned?: string;
-  status: MigratorStatus | undefined;
-  /** The Migrator's Ready condition (reason/message), to explain a wait. */
-  condition?: { reason: string; message: string };
-}
-
-export interface ReleaseAnswer {
-  ready: boolean;
-  reason: string;
-  message: string;
-  digest?: string;
-}
-
-/**
- * A gated pod may start when its gated container is pinned to a digest (so it runs exactly those
- * bytes) and that digest is recorded as migrated for the Migrator. A digest migrated before — a
- * rollback — releases at once.
- */
-export function mayRelease(input: ReleaseInput): ReleaseAnswer {
-  const condition = input.condition;
-  if (input.pinned === undefined) {
-    const reason = condition?.reason && condition.reason !== REASONS.Succeeded ? condition.reason : REASONS.Probing;
-    return {
-      ready: false,
-      reason,
-      message: `the image digest of this pod is not resolved and pinned yet${condition?.message ? `: ${condition.message}` : ""}`,
-    };
-  }
-  const digest = input.pinned;
-  if (migratedDigests(input.status).has(digest)) {
-    return { ready: true, reason: "Migrated", message: `${digest} is migrated`, digest };
-  }
-  if (input.status?.currentDigest === digest && condition !== undefined) {
-    return { ready: false, reason: condition.reason, message: condition.message, digest };
-  }
-  return {
-    ready: false,
-    reason: REASONS.Running,
-    message: `${digest} is not migrated yet${condition?.message ? `: ${condition.message}` : ""}`,
-    digest,
   };
 }
