@@ -1,7 +1,8 @@
 import t from "tap";
 import fc from "fast-check";
 import type { Migrator } from "./migrator.ts";
-import type { Pod } from "./k8s.ts";
+import type { ContainerStatus, Pod, PodStatus } from "./k8s.ts";
+import { APP_CONTAINER, GATED_BEFORE_PIN, GATED_PIN_SEEN, IMAGE, RUNNING_PINNED } from "./testdata/kubelet-statuses.ts";
 import { REASONS } from "./migrator.ts";
 import {
   ANSWER_REASONS,
@@ -11,6 +12,7 @@ import {
   dnsLabelError,
   dnsSubdomainError,
   isWaiterContainer,
+  kubeletSeesPin,
   mayRelease,
   parseAnswer,
   parseWaitParams,
@@ -133,22 +135,70 @@ const migrated = (...digests: string[]): Migrator["status"] => ({
   lastSuccessfulMigration: digests[0],
   migratedDigests: digests.map((d) => ({ digest: d, image: `app@${d}`, job: "j", completionTime: "t" })),
 });
+/** The gated container's status in one of the recorded pod statuses. */
+const app = (status: PodStatus): ContainerStatus => status.containerStatuses!.find((c) => c.name === APP_CONTAINER)!;
+
+t.test("kubeletSeesPin: the kubelet's own status names the pinned reference, or ran the digest", (t) => {
+  t.notOk(kubeletSeesPin(app(GATED_BEFORE_PIN), IMAGE.digest), "before its next sync the status still names the tag");
+  t.ok(kubeletSeesPin(app(GATED_PIN_SEEN), IMAGE.digest), "the status image ends with @digest");
+  t.ok(kubeletSeesPin(app(RUNNING_PINNED), IMAGE.digest), "running: image is a config ID, imageID has the digest");
+  t.notOk(kubeletSeesPin(app(GATED_PIN_SEEN), D1), "pinned to another digest");
+  t.notOk(kubeletSeesPin(undefined, IMAGE.digest), "no status at all");
+  t.notOk(
+    kubeletSeesPin({ ...app(GATED_PIN_SEEN), image: `${IMAGE.tag}@${IMAGE.digest}x` }, IMAGE.digest),
+    "a longer digest is another digest",
+  );
+  t.end();
+});
 
 t.test("mayRelease", (t) => {
   const running = { reason: REASONS.Running, message: "Job db-2 is migrating" };
-  const pinned = (d: string): string => `registry.example/app:latest@${d}`;
-  t.same(mayRelease({ image: pinned(D1), status: migrated(D1) }), {
+  const seen = app(GATED_PIN_SEEN);
+  t.same(mayRelease({ image: IMAGE.pinned, kubelet: seen, status: migrated(IMAGE.digest) }), {
     ready: true,
     reason: ANSWER_REASONS.Migrated,
-    message: `${D1} is migrated`,
-    digest: D1,
+    message: `${IMAGE.digest} is migrated`,
+    digest: IMAGE.digest,
   });
-  t.equal(mayRelease({ image: pinned(D1), status: migrated(D2, D1) }).ready, true, "rollback to a migrated digest");
-  t.equal(mayRelease({ image: "registry.example/app:latest", status: migrated(D1) }).ready, false, "not pinned yet");
-  const waiting = mayRelease({ image: pinned(D2), status: { ...migrated(D1), currentDigest: D2 }, condition: running });
+  t.equal(
+    mayRelease({ image: IMAGE.pinned, kubelet: seen, status: migrated(D2, IMAGE.digest) }).ready,
+    true,
+    "rollback to a migrated digest",
+  );
+  t.match(
+    mayRelease({ image: IMAGE.pinned, kubelet: app(GATED_BEFORE_PIN), status: migrated(IMAGE.digest) }),
+    {
+      ready: false,
+      reason: ANSWER_REASONS.WaitingForKubelet,
+      message: `waiting for the kubelet to report the pinned image ${IMAGE.pinned}`,
+      digest: IMAGE.digest,
+    },
+    "migrated, pinned in the spec, but the kubelet still reports the tag: not yet",
+  );
+  t.equal(
+    mayRelease({ image: IMAGE.pinned, kubelet: undefined, status: migrated(IMAGE.digest) }).reason,
+    ANSWER_REASONS.WaitingForKubelet,
+    "no kubelet status yet",
+  );
+  t.equal(
+    mayRelease({ image: IMAGE.tag, kubelet: seen, status: migrated(IMAGE.digest) }).ready,
+    false,
+    "the status alone never releases: the spec must be pinned",
+  );
+  const waiting = mayRelease({
+    image: `app@${D2}`,
+    kubelet: undefined,
+    status: { ...migrated(D1), currentDigest: D2 },
+    condition: running,
+  });
   t.same(waiting, { ready: false, reason: REASONS.Running, message: running.message, digest: D2 });
   t.equal(
-    mayRelease({ image: "app:latest", status: {}, condition: { reason: REASONS.NoDigest, message: "x" } }).reason,
+    mayRelease({
+      image: "app:latest",
+      kubelet: undefined,
+      status: {},
+      condition: { reason: REASONS.NoDigest, message: "x" },
+    }).reason,
     REASONS.NoDigest,
     "an unpinned pod explains itself with the Migrator's reason",
   );
@@ -156,13 +206,13 @@ t.test("mayRelease", (t) => {
 });
 
 t.test("answerWait: from the cached Migrator and pod", (t) => {
-  const query = { namespace: "ns", pod: "web-1", podUID: UID, migrator: "db", container: "app" };
+  const query = { namespace: "ns", pod: "web-1", podUID: UID, migrator: "db", container: APP_CONTAINER };
   const migrator: Migrator = {
     apiVersion: "migrations.coderanger.net/v1beta1",
     kind: "Migrator",
     metadata: { name: "db", namespace: "ns" },
     spec: { selector: {} },
-    status: migrated(D1),
+    status: migrated(IMAGE.digest),
   };
   const pod: Pod = {
     apiVersion: "v1",
@@ -170,12 +220,18 @@ t.test("answerWait: from the cached Migrator and pod", (t) => {
     metadata: { name: "web-1", namespace: "ns", uid: UID },
     spec: {
       containers: [
-        { name: "app", image: `app:latest@${D1}` },
+        { name: APP_CONTAINER, image: IMAGE.pinned },
         { name: "sidecar", image: "s" },
       ],
     },
+    status: GATED_PIN_SEEN,
   };
   t.equal(answerWait(query, migrator, pod).ready, true);
+  t.equal(
+    answerWait(query, migrator, { ...pod, status: GATED_BEFORE_PIN }).reason,
+    ANSWER_REASONS.WaitingForKubelet,
+    "reads the kubelet's status of the queried container",
+  );
   t.equal(answerWait(query, undefined, pod).reason, ANSWER_REASONS.UnknownMigrator);
   t.equal(answerWait(query, migrator, undefined).reason, ANSWER_REASONS.UnknownPod);
   t.match(answerWait({ ...query, podUID: "0b4f4f8e-6a55-4a56-9d1c-000000000000" }, migrator, pod), {

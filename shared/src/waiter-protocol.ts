@@ -2,9 +2,10 @@
 // waiter API (which answers) and the controller (which decides) must agree on, in one place — the init
 // container's name and shape, the API's port, path and query, the answer, the validation of the query's
 // parameters and the release rule itself. Kept free of heavy imports: the waiter's bundle includes it.
+import { digestFromImageID } from "./image-id.ts";
 import { pinnedDigest } from "./image-ref.ts";
 import { JobBuildError, gatedContainer } from "./job.ts";
-import type { Container, Pod } from "./k8s.ts";
+import type { Container, ContainerStatus, Pod } from "./k8s.ts";
 import { CONDITION_READY, REASONS, WAITER_CONTAINER_PREFIX, migratedDigests } from "./migrator.ts";
 import type { Migrator, MigratorStatus } from "./migrator.ts";
 
@@ -104,8 +105,10 @@ export interface WaitAnswer {
 
 /** Reasons of answers that are not a Migrator condition reason. */
 export const ANSWER_REASONS = {
-  /** Released: the pod is pinned to a migrated digest. */
+  /** Released: the pod is pinned to a migrated digest and its kubelet has seen the pin. */
   Migrated: "Migrated",
+  /** The digest is migrated, but the kubelet has not yet reported the pinned image for the container. */
+  WaitingForKubelet: "WaitingForKubelet",
   UnknownMigrator: "UnknownMigrator",
   UnknownPod: "UnknownPod",
   UnknownContainer: "UnknownContainer",
@@ -268,18 +271,40 @@ export function parseWaitParams(
 // ---------------------------------------------------------------------------------------------
 // The release rule
 
+/**
+ * Has the kubelet seen the pin of container `status.name` to `digest`? Either its own status for the
+ * container names the pinned reference (`status.containerStatuses[].image` ends with `@<digest>`: the
+ * kubelet copies `image` from the pod spec into the status of a container it has not created yet,
+ * rewriting it on its first sync after the spec changed), or the container already ran that digest
+ * (`imageID` `<repo>@<digest>`; `image` is unreliable once a container exists, `imageID` is not).
+ *
+ * Why it matters: on kubelet 1.20, when a pending pod's container image is patched and its init
+ * container exits within about a second, the kubelet may start the image of the spec it held before
+ * the patch, notice "definition changed, will be restarted", kill it (exit 137) and start the pinned
+ * one. Releasing only once the kubelet's status shows the pinned reference means the kubelet's copy of
+ * the spec is the pinned one when the waiter exits.
+ */
+export function kubeletSeesPin(status: ContainerStatus | undefined, digest: string): boolean {
+  if (status === undefined) return false;
+  if (typeof status.image === "string" && status.image.endsWith(`@${digest}`)) return true;
+  const ran = digestFromImageID(status.imageID ?? "");
+  return ran.ok && ran.digest === digest;
+}
+
 export interface ReleaseInput {
   /** spec.containers[C].image of the gated container C. */
   image: string | undefined;
+  /** status.containerStatuses[C] as the kubelet last wrote it, if it has. */
+  kubelet: ContainerStatus | undefined;
   status: MigratorStatus | undefined;
   /** The Migrator's Ready condition (reason/message), to explain a wait. */
   condition?: { reason: string; message: string };
 }
 
 /**
- * A gated pod may start when its gated container's spec is pinned to a digest D, so it runs exactly
- * those bytes, and D is recorded as migrated for the Migrator — a digest migrated before (a rollback)
- * releases at once, with no Job.
+ * A gated pod may start when (1) its gated container's spec is pinned to a digest D, so it runs exactly
+ * those bytes, (2) D is recorded as migrated for the Migrator — a digest migrated before (a rollback)
+ * releases at once, with no Job — and (3) the kubelet has seen the pin (kubeletSeesPin).
  */
 export function mayRelease(input: ReleaseInput): WaitAnswer {
   const condition = input.condition;
@@ -293,6 +318,15 @@ export function mayRelease(input: ReleaseInput): WaitAnswer {
     };
   }
   if (migratedDigests(input.status).has(digest)) {
+    if (!kubeletSeesPin(input.kubelet, digest)) {
+      const seen = input.kubelet === undefined ? "no status yet" : `image ${JSON.stringify(input.kubelet.image)}`;
+      return {
+        ready: false,
+        reason: ANSWER_REASONS.WaitingForKubelet,
+        message: `${digest} is migrated; waiting for the kubelet to report the pinned image ${input.image} for this container (it reports ${seen})`,
+        digest,
+      };
+    }
     return { ready: true, reason: ANSWER_REASONS.Migrated, message: `${digest} is migrated`, digest };
   }
   if (input.status?.currentDigest === digest && condition !== undefined) {
@@ -340,6 +374,7 @@ export function answerWait(query: WaitQuery, migrator: Migrator | undefined, pod
   }
   const input: ReleaseInput = {
     image: container.image,
+    kubelet: (pod.status?.containerStatuses ?? []).find((s) => s.name === query.container),
     status: migrator.status,
   };
   const condition = migrator.status?.conditions?.find((c) => c.type === CONDITION_READY);
