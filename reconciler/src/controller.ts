@@ -1,6 +1,6 @@
-// The controller: watch-backed caches of Migrators, pods, Jobs and the workloads that own pods,
+// The controller: watch-backed caches of Migrators, pods, Jobs, nodes and the workloads that own pods,
 // a work queue of Migrator keys fed by their events, workers running `reconcileMigrator`, and the
-// ReleaseOracle the waiter API asks (answered from the caches only).
+// ReleaseOracle the waiter API asks (answered from the caches only, by shared answerWait).
 //
 // Every replica keeps caches and answers waiters; only the leader writes (startWriting /
 // stopWriting, driven by the Lease). Events are mapped to the Migrators they concern:
@@ -8,7 +8,8 @@
 // - a pod → every Migrator in its namespace whose selector matches its labels (now or before the
 //   change); a probe or migration pod (label `migrations.coderanger.net/role`) → its Migrator only;
 // - a Job → its Migrator (migration Jobs) or, like any workload, the Migrators whose selector
-//   matches the labels of the pod template it declares.
+//   matches the labels of the pod template it declares;
+// - a Node → nothing: nodes are read (their container runtime explains a probe's failure), never a cause.
 import { hostname } from "node:os";
 import {
   ANNOTATIONS,
@@ -20,8 +21,19 @@ import {
   groupOf,
   migratorLabelValue,
   podTemplateOf,
+  selectorsOf,
 } from "@digest-migrations/shared";
-import type { KubeObject, Labels, Migrator, OwnerLookup, Pod, WaitAnswer, WaitQuery } from "@digest-migrations/shared";
+import type {
+  KubeObject,
+  Labels,
+  Migrator,
+  Node,
+  OwnerLookup,
+  PinRecord,
+  Pod,
+  WaitAnswer,
+  WaitQuery,
+} from "@digest-migrations/shared";
 import { Reflector } from "./cache.ts";
 import type { CacheEventType } from "./cache.ts";
 import { Kube, KubeConfig, NotLeaderError, collectionPath, isNotFound } from "./kube.ts";
@@ -29,7 +41,7 @@ import { log as defaultLog } from "./log.ts";
 import type { Logger } from "./log.ts";
 import { cachesSynced, reconcileDuration } from "./metrics.ts";
 import { WorkQueue } from "./queue.ts";
-import { StaleCacheError, reconcileMigrator, selectorsOf } from "./reconcile.ts";
+import { StaleCacheError, reconcileMigrator } from "./reconcile.ts";
 import type { Caches, ReconcileContext, Store } from "./reconcile.ts";
 import { objectKey, type ReleaseChanges, type ReleaseOracle } from "./release.ts";
 
@@ -59,6 +71,8 @@ interface Resource {
   apiVersion: string;
   kind: string;
   plural: string;
+  /** Cluster-scoped: one reflector, whatever namespaces are watched. */
+  cluster?: boolean;
 }
 
 const CORE_RESOURCES: readonly Resource[] = [
@@ -69,6 +83,7 @@ const CORE_RESOURCES: readonly Resource[] = [
   { apiVersion: "apps/v1", kind: "Deployment", plural: "deployments" },
   { apiVersion: "apps/v1", kind: "StatefulSet", plural: "statefulsets" },
   { apiVersion: "apps/v1", kind: "DaemonSet", plural: "daemonsets" },
+  { apiVersion: "v1", kind: "Node", plural: "nodes", cluster: true },
 ];
 
 /** Optional resources, found by discovery: the first apiVersion served wins. */
@@ -108,7 +123,7 @@ export class Controller implements ReleaseOracle {
   readonly #listeners = new Set<(changes: ReleaseChanges) => void>();
   /** Migrators and pods changed since the last notification, by objectKey. */
   #changed: { migrators: Set<string>; pods: Set<string> } = { migrators: new Set(), pods: new Set() };
-  readonly #pins = new Map<string, { container: string; image: string }>();
+  readonly #pins = new Map<string, PinRecord>();
   readonly #stop = new AbortController();
   readonly #workers: Promise<void>[] = [];
   readonly #timers: NodeJS.Timeout[] = [];
@@ -143,19 +158,22 @@ export class Controller implements ReleaseOracle {
   get jobs(): Store<KubeObject> {
     return this.#store<KubeObject>("batch/v1", "Job") ?? new MultiStore<KubeObject>();
   }
+  get nodes(): Store<Node> {
+    return this.#store<Node>("v1", "Node") ?? new MultiStore<Node>();
+  }
 
   readonly lookup: OwnerLookup = {
     get: (apiVersion, kind, namespace, name) => this.#store(apiVersion, kind)?.get(namespace, name),
   };
 
   #caches(): Caches {
-    return { migrators: this.migrators, pods: this.pods, jobs: this.jobs, lookup: this.lookup };
+    return { migrators: this.migrators, pods: this.pods, jobs: this.jobs, nodes: this.nodes, lookup: this.lookup };
   }
 
   #startResource(resource: Resource): Promise<void>[] {
     const store = new MultiStore<KubeObject>();
     this.#stores.set(groupKind(resource.apiVersion, resource.kind), store);
-    const namespaces = this.#opts.namespaces?.length ? this.#opts.namespaces : [undefined];
+    const namespaces = this.#opts.namespaces?.length && !resource.cluster ? this.#opts.namespaces : [undefined];
     return namespaces.map((namespace) => {
       const reflector = new Reflector<KubeObject>({
         kube: this.#kube,
@@ -305,6 +323,8 @@ export class Controller implements ReleaseOracle {
       case KIND:
         this.#enqueue(object as Migrator);
         this.#notify("migrators", object);
+        return;
+      case "Node":
         return;
       case "Pod":
         if (!this.#enqueueOwnerOf(object)) {

@@ -9,3 +9,6 @@ export * from "./owners.ts";
 export * from "./job.ts";
 export * from "./conditions.ts";
 export * from "./protocol.ts";
+export * from "./probe.ts";
+export * from "./status.ts";
+export * from "./plan.ts";
