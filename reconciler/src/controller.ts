@@ -16,7 +16,6 @@ import {
   API_VERSION,
   KIND,
   LABELS,
-  PLURAL,
   answerWait,
   groupOf,
   migratorLabelValue,
@@ -35,6 +34,8 @@ import type {
   WaitQuery,
 } from "@digest-migrations/shared";
 import { Reflector } from "./cache.ts";
+import { CORE_RESOURCES, MultiStore, OPTIONAL_RESOURCES, groupKind } from "./resources.ts";
+import type { Resource } from "./resources.ts";
 import type { CacheEventType } from "./cache.ts";
 import { Kube, KubeConfig, NotLeaderError, collectionPath, isNotFound } from "./kube.ts";
 import { log as defaultLog } from "./log.ts";
@@ -64,51 +65,6 @@ export interface ControllerOptions {
   watchdogSeconds?: number;
   /** How often to look again for optional APIs (Argo Rollouts) that were absent (default 30 s). */
   discoverySeconds?: number;
-}
-
-/** A resource the controller caches. */
-interface Resource {
-  apiVersion: string;
-  kind: string;
-  plural: string;
-  /** Cluster-scoped: one reflector, whatever namespaces are watched. */
-  cluster?: boolean;
-}
-
-const CORE_RESOURCES: readonly Resource[] = [
-  { apiVersion: API_VERSION, kind: KIND, plural: PLURAL },
-  { apiVersion: "v1", kind: "Pod", plural: "pods" },
-  { apiVersion: "batch/v1", kind: "Job", plural: "jobs" },
-  { apiVersion: "apps/v1", kind: "ReplicaSet", plural: "replicasets" },
-  { apiVersion: "apps/v1", kind: "Deployment", plural: "deployments" },
-  { apiVersion: "apps/v1", kind: "StatefulSet", plural: "statefulsets" },
-  { apiVersion: "apps/v1", kind: "DaemonSet", plural: "daemonsets" },
-  { apiVersion: "v1", kind: "Node", plural: "nodes", cluster: true },
-];
-
-/** Optional resources, found by discovery: the first apiVersion served wins. */
-const OPTIONAL_RESOURCES: readonly { kind: string; plural: string; apiVersions: string[] }[] = [
-  { kind: "CronJob", plural: "cronjobs", apiVersions: ["batch/v1", "batch/v1beta1"] },
-  { kind: "Rollout", plural: "rollouts", apiVersions: ["argoproj.io/v1alpha1"] },
-];
-
-/** Several reflectors of one resource (one per watched namespace) read as one store. */
-class MultiStore<T extends KubeObject> implements Store<T> {
-  readonly reflectors: Reflector<T>[] = [];
-  get(namespace: string | undefined, name: string): T | undefined {
-    for (const r of this.reflectors) {
-      const found = r.get(namespace, name);
-      if (found !== undefined) return found;
-    }
-    return undefined;
-  }
-  list(namespace?: string): T[] {
-    return this.reflectors.flatMap((r) => r.list(namespace));
-  }
-}
-
-function groupKind(apiVersion: string, kind: string): string {
-  return `${groupOf(apiVersion)}/${kind}`;
 }
 
 export class Controller implements ReleaseOracle {

@@ -5,6 +5,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
+import { close, listen } from "./cli.ts";
 import type { Logger } from "./log.ts";
 
 export interface HealthOptions {
@@ -64,20 +65,7 @@ export function createHealthServer(options: HealthOptions): HealthServer {
   server.requestTimeout = 10_000;
   return {
     server,
-    listen(port, host) {
-      return new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          resolve(server.address() as AddressInfo);
-        });
-      });
-    },
-    close() {
-      return new Promise((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        server.closeIdleConnections();
-      });
-    },
+    listen: (port, host) => listen(server, port, host),
+    close: () => close(server),
   };
 }

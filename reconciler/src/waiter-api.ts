@@ -11,6 +11,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { WAITER_API_PATH, answerBody, parseWaitParams } from "@digest-migrations/shared";
 import type { WaitAnswer, WaitQuery } from "@digest-migrations/shared";
+import { close, listen } from "./cli.ts";
 import type { Logger } from "./log.ts";
 import { waiterLongPolls, waiterRequests } from "./metrics.ts";
 import { RateLimiter } from "./rate-limit.ts";
@@ -227,15 +228,7 @@ export function createWaiterApi(options: WaiterApiOptions): WaiterApi {
     get held() {
       return held.size;
     },
-    listen(port, host) {
-      return new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          resolve(server.address() as AddressInfo);
-        });
-      });
-    },
+    listen: (port, host) => listen(server, port, host),
     async close() {
       closing = true;
       unsubscribe();
@@ -247,10 +240,7 @@ export function createWaiterApi(options: WaiterApiOptions): WaiterApi {
           "shutdown",
         );
       }
-      await new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        server.closeIdleConnections();
-      });
+      await close(server);
     },
   };
 }

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { createLogger } from "./log.ts";
-import { FakeOracle, waitFor } from "./testing.ts";
+import { FakeOracle, freePort, waitFor } from "./testing.ts";
 import { createWaiterApi } from "./waiter-api.ts";
 import { parseWaiterArgs, pauseAfterAnswerMs, retryAfter, retryDelayMs, UsageError } from "./waiter.ts";
 
@@ -56,14 +56,6 @@ async function startApi(t: { teardown(fn: () => unknown): void }, port = 0, maxT
   const address = await api.listen(port, "127.0.0.1");
   t.teardown(() => api.close());
   return { oracle, api, url: `http://127.0.0.1:${address.port}` };
-}
-
-async function freePort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 const messages = (run: Run) => run.lines.map((l) => String(l["msg"]));

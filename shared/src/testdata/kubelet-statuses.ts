@@ -104,18 +104,7 @@ export const GATED_BEFORE_PIN: PodStatus = {
 /** The same pod after its spec was pinned and the kubelet synced it: `image` is the patched reference. */
 export const GATED_PIN_SEEN: PodStatus = {
   ...GATED_BEFORE_PIN,
-  containerStatuses: [
-    {
-      name: APP_CONTAINER,
-      state: { waiting: { reason: "PodInitializing" } },
-      lastState: {},
-      ready: false,
-      restartCount: 0,
-      image: IMAGE.pinned,
-      imageID: "",
-      started: false,
-    },
-  ],
+  containerStatuses: GATED_BEFORE_PIN.containerStatuses!.map((s) => ({ ...s, image: IMAGE.pinned })),
 };
 
 /** Released and running the pinned digest: `image` shows the configuration ID, `imageID` the digest. */
