@@ -1,6 +1,6 @@
 // Steps 1 to 3 of a plan (plan.ts): the pods a Migrator selects and the digest each gated container runs —
 // pinned spec → status imageID → a probe pod on its node, read by readProbe (probe.ts) in whatever state the
-// kubelet left it — the pins that follows from it, and the probe pods to create and delete.
+// kubelet left it — the pins that follow from it, and the probe pods to create and delete.
 import { pinImage, pinnedDigest } from "./image-ref.ts";
 import { JobBuildError, gatedContainer } from "./job.ts";
 import type { Container, KubeObject, Labels, Pod } from "./k8s.ts";
