@@ -8,9 +8,6 @@ import {
   gatedContainer,
   migrationImage,
   migrationJobName,
-  isOwnedBy,
-  jobState,
-  jobView,
   migratorLabelValue,
 } from "./job.ts";
 import type { MigrationJobInput } from "./job.ts";
@@ -369,37 +366,4 @@ t.test("buildMigrationJob returns the image it pinned and how, and notes the ret
   });
   t.same(other.image, { image: "registry.example/tools:v1", pinning: "unpinned" }, "another repository by tag");
   t.equal(other.job.metadata.annotations?.["migrations.coderanger.net/retry-handled"], "2");
-  t.equal(jobView(other.job).retry, "2", "read back as the retry it answers");
-});
-
-t.test("jobView and jobState read a Job back", async (t) => {
-  const job = build({ migrator: migrator(), template: template(), digest: D });
-  t.same(jobView(job), {
-    name: job.metadata.name,
-    digest: D,
-    state: "active",
-    image: `registry.example/app:latest@${D}`,
-  });
-  const cases: [Record<string, unknown>, string][] = [
-    [{}, "active"],
-    [{ active: 1 }, "active"],
-    [{ succeeded: 1 }, "succeeded"],
-    [{ conditions: [{ type: "Complete", status: "True" }] }, "succeeded"],
-    [{ conditions: [{ type: "Failed", status: "True" }] }, "failed"],
-    [{ failed: 1 }, "failed"],
-    [{ conditions: [{ type: "Failed", status: "False" }] }, "active"],
-  ];
-  for (const [status, state] of cases) t.equal(jobState({ ...job, status }), state, JSON.stringify(status));
-  t.equal(jobView({ ...job, status: { succeeded: 1, completionTime: "t" } }).completionTime, "t");
-});
-
-t.test("isOwnedBy: the migrator label and a controller reference to the Migrator's uid", async (t) => {
-  const m = migrator();
-  const job = build({ migrator: m, template: template(), digest: D });
-  t.ok(isOwnedBy(job, m));
-  t.notOk(
-    isOwnedBy(job, { ...m, metadata: { ...m.metadata, uid: "another" } }),
-    "a recreated Migrator of the same name",
-  );
-  t.notOk(isOwnedBy({ ...job, metadata: { ...job.metadata, labels: {} } }, m), "without the label");
 });
