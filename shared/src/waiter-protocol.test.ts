@@ -90,7 +90,7 @@ t.test("the waiter's request parses back into the query it was built from", (t) 
   const url = waitUrl(new URL("http://reconciler:8443/"), query, 30);
   t.equal(
     url.href,
-    `http://reconciler:8443${WAITER_API_PATH}?namespace=shop&pod=web-1&podUID=${UID}&migrator=web&container=app&timeoutSeconds=30`,
+    `http://reconciler:8443${WAITER_API_PATH}?namespace=shop&pod=web-1&migrator=web&container=app&timeoutSeconds=30&podUID=${UID}`,
   );
   t.same(parseWaitParams(url.searchParams, limits), { ok: true, query, timeoutSeconds: 30 });
   t.notMatch(

@@ -118,15 +118,13 @@ export const ANSWER_REASONS = {
 const QUERY_PARAMS = ["namespace", "pod", "podUID", "migrator", "container"] as const satisfies (keyof WaitQuery)[];
 const TIMEOUT_PARAM = "timeoutSeconds";
 
-/** The long-poll request: the waiter API's path and the pod's parameters (podUID only when known). */
+/** The long-poll request: the waiter API's path and the pod's parameters (podUID last, only when known). */
 export function waitUrl(api: URL, query: WaitQuery, timeoutSeconds: number): URL {
   const url = new URL(api.href.replace(/\/+$/, "") + WAITER_API_PATH);
   const params = new URLSearchParams();
-  for (const name of QUERY_PARAMS) {
-    const value = query[name];
-    if (value) params.set(name, value);
-  }
+  for (const name of QUERY_PARAMS) if (name !== "podUID") params.set(name, query[name] ?? "");
   params.set(TIMEOUT_PARAM, String(timeoutSeconds));
+  if (query.podUID) params.set("podUID", query.podUID);
   url.search = params.toString();
   return url;
 }
