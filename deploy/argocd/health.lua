@@ -9,7 +9,8 @@
 -- the two split the work between them. By reason:
 --   Running, Probing, WaitingForImageID       Progressing: a migration Job or a probe pod is on its way
 --   Failed, ProbeFailed, NoDigest, PinFailed, Degraded: gated pods stay gated until someone acts; the
---   InvalidSpec, TemplateNotFound             message names the reason (and the Job) and the condition's text
+--   InvalidSpec, TemplateNotFound,            message names the reason (and the Job) and the condition's text
+--   UnsupportedRuntime
 --   WaitingForPods                            Healthy: no selected pod waits for a migration (see below)
 --   condition status "True"                   Healthy: the current digest is migrated
 --   any other reason                          Unknown: a reason this script does not know; nothing is guessed
@@ -27,6 +28,7 @@ local DEGRADED = {
   PinFailed = true,
   InvalidSpec = true,
   TemplateNotFound = true,
+  UnsupportedRuntime = true,
 }
 local PROGRESSING = {
   Running = true,

@@ -64,6 +64,7 @@ t.test("one verdict per reason", async (t) => {
     PinFailed: { status: "Degraded", message: "PinFailed: the PinFailed message" },
     InvalidSpec: { status: "Degraded", message: "InvalidSpec: the InvalidSpec message" },
     TemplateNotFound: { status: "Degraded", message: "TemplateNotFound: the TemplateNotFound message" },
+    UnsupportedRuntime: { status: "Degraded", message: "UnsupportedRuntime: the UnsupportedRuntime message" },
   };
   for (const reason of Object.values(REASONS)) {
     t.same(health(migrator(reason, "False")), expected[reason], `Ready=False ${reason}`);

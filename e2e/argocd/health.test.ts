@@ -11,11 +11,13 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import t from "tap";
 import { stringify } from "yaml";
-import { API_VERSION, KIND, REASONS } from "@digest-migrations/shared";
+import { API_VERSION, KIND, LABELS, REASONS } from "@digest-migrations/shared";
 import type { Migrator } from "@digest-migrations/shared";
 import { ARGOCD_DIR, health, runAction } from "../../deploy/argocd/lua.ts";
 import type { HealthStatus } from "../../deploy/argocd/lua.ts";
+import { NODE_INFO_CRIO, PROBE_CREATE_CONTAINER_ERROR } from "../../shared/src/testdata/kubelet-statuses.ts";
 import { POLICY_LABEL, denyImageChanges } from "../harness/image-policy.ts";
+import { waitFor } from "../kit/wait.ts";
 import { deployment, pod } from "../harness/objects.ts";
 import { APP_IMAGE, appContainer, appImage, reconcilerEnv, reportRunning } from "../reconciler/setup.ts";
 
@@ -35,6 +37,7 @@ const EXPECTED: Record<string, HealthStatus["status"]> = {
   [REASONS.PinFailed]: "Degraded",
   [REASONS.InvalidSpec]: "Degraded",
   [REASONS.TemplateNotFound]: "Degraded",
+  [REASONS.UnsupportedRuntime]: "Degraded",
 };
 
 interface Recorded {
@@ -128,6 +131,40 @@ t.test("health.lua on a live Migrator in every state the reconciler can set", as
     }),
   );
   await check("unpulled", REASONS.ProbeFailed);
+
+  // UnsupportedRuntime: a gated pod on a CRI-O node; the test plays that node's kubelet, which fails the
+  // probe's container in CreateContainer and reports no imageID.
+  const crio = `${env.namespace}-crio`;
+  await env.kube.createObject({
+    apiVersion: "v1",
+    kind: "Node",
+    metadata: { name: crio },
+    status: { nodeInfo: NODE_INFO_CRIO },
+  });
+  t.teardown(() => env.kube.deleteObject("v1", "Node", undefined, crio));
+  await env.migrator("crio", { selector: { matchLabels: { app: "crio" } } });
+  await env.kube.createObject(
+    pod(
+      env.namespace,
+      "crio-1",
+      { nodeName: crio, containers: [appContainer(env)], initContainers: [env.waiter("crio")] },
+      { app: "crio" },
+    ),
+  );
+  const probe = await waitFor(async () => (await env.pods(`${LABELS.role}=probe,${LABELS.migrator}=crio`))[0], {
+    what: "the probe pod on the CRI-O node",
+    timeoutMs: 60_000,
+  });
+  await env.kube.request("PATCH", `/api/v1/namespaces/${env.namespace}/pods/${probe.metadata.name}/status`, {
+    contentType: "application/merge-patch+json",
+    body: { status: PROBE_CREATE_CONTAINER_ERROR },
+  });
+  const unsupported = await check("crio", REASONS.UnsupportedRuntime);
+  t.match(
+    unsupported.status?.conditions?.find((c) => c.type === "Ready")?.message,
+    /runs cri-o:\/\/1\.20\.0 \(node\.status\.nodeInfo\.containerRuntimeVersion\)/,
+    "the message names the runtime",
+  );
 
   // TemplateNotFound: no pod running the digest matches spec.templateSelector.
   env.registry.push(APP_IMAGE, "latest", appImage("v1"));

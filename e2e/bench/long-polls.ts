@@ -12,8 +12,9 @@
 // holds one connection per long-poll in flight, as it would with one waiter per pod.
 import http from "node:http";
 import type { Socket } from "node:net";
-import type { WaitAnswer, WaitQuery } from "../../reconciler/src/release.ts";
-import { parseAnswer, pauseAfterAnswerMs, retryAfter, retryDelayMs, waitUrl } from "../../reconciler/src/waiter.ts";
+import { parseAnswer, waitUrl } from "@digest-migrations/shared";
+import type { WaitAnswer, WaitQuery } from "@digest-migrations/shared";
+import { pauseAfterAnswerMs, retryAfter, retryDelayMs } from "../../reconciler/src/waiter.ts";
 import { delay, waitFor } from "../kit/wait.ts";
 
 /** What the injected waiter asks unless told otherwise (`--poll-timeout`'s default). */

@@ -171,3 +171,24 @@ t.test("an app container whose image changes while running is restarted with the
   t.equal(h.starts[1]?.image, pinned);
   t.equal(h.last()?.containerStatuses?.[0]?.restartCount, 1);
 });
+
+t.test(
+  "a pin patched into a pending pod shows in the gated container's status image, as the kubelet reports it",
+  async (t) => {
+    const pod = base({
+      initContainers: [{ name: "init", image: "registry.example/app:latest", command: ["serve"] }],
+      containers: [{ name: "app", image: "registry.example/app:latest", command: ["serve"] }],
+    });
+    const h = harness(t, pod);
+    h.runner.start();
+    await waitFor(() => h.last()?.initContainerStatuses?.[0]?.state?.running, { what: "the init container to run" });
+    t.equal(h.last()?.containerStatuses?.[0]?.image, "registry.example/app:latest");
+    t.equal(h.last()?.containerStatuses?.[0]?.state?.waiting?.reason, "PodInitializing");
+    const pinned = `registry.example/app:latest@${h.digest}`;
+    h.current()!.spec.containers[0]!.image = pinned;
+    h.runner.update(structuredClone(h.current()!));
+    await waitFor(() => h.last()?.containerStatuses?.[0]?.image === pinned, { what: "the status to show the pin" });
+    t.equal(h.last()?.containerStatuses?.[0]?.imageID, "", "still not created");
+    t.equal(h.last()?.containerStatuses?.[0]?.state?.waiting?.reason, "PodInitializing");
+  },
+);

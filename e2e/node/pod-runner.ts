@@ -9,7 +9,7 @@
 // image restarts that container, as a changed container spec hash does in the kubelet.
 import { randomBytes } from "node:crypto";
 import path from "node:path";
-import type { Container, ContainerState, ContainerStatus, Pod, PodStatus } from "@digest-migrations/shared";
+import type { Container, ContainerStatus, Pod, PodStatus } from "@digest-migrations/shared";
 import { ApiError, paths } from "../kit/client.ts";
 import type { KubeClient } from "../kit/client.ts";
 import type { NodeImages } from "./registry.ts";
@@ -160,7 +160,11 @@ export class PodRunner {
 
   /** A newer version of the pod from the watch. */
   update(pod: Pod): void {
+    const before = this.#reportedImages();
     this.#pod = pod;
+    // The kubelet syncs a pod whose spec changed and rewrites the status of containers it has not
+    // created from the new spec (their `image`): write the status when that changes what it reports.
+    if (this.#reportedImages() !== before) this.#flush();
     if (pod.metadata.deletionTimestamp && !this.#terminating) {
       const grace =
         typeof pod.metadata.deletionGracePeriodSeconds === "number" ? pod.metadata.deletionGracePeriodSeconds : 30;
@@ -408,7 +412,7 @@ export class PodRunner {
             startedAt,
             finishedAt: new Date().toISOString(),
             containerID,
-          } as NonNullable<ContainerState["terminated"]>,
+          },
         },
       };
       this.#flush();
@@ -474,12 +478,29 @@ export class PodRunner {
     );
   }
 
+  /**
+   * A container's status as the kubelet reports it: one it has not created yet (no imageID) shows the
+   * `image` of the pod's spec as of this write (kubelet convertToAPIContainerStatuses copies it from
+   * the spec on every sync), so a pin patched into a pending pod's spec appears in its status.
+   */
+  #reported(run: ContainerRun): ContainerStatus {
+    if (run.status.imageID !== "") return run.status;
+    const spec = [...(this.#pod.spec.initContainers ?? []), ...this.#pod.spec.containers].find(
+      (c) => c.name === run.name,
+    );
+    return spec?.image === undefined ? run.status : { ...run.status, image: spec.image };
+  }
+
+  #reportedImages(): string {
+    return JSON.stringify(this.#containers.map((c) => this.#reported(c).image));
+  }
+
   status(): PodStatus {
     const now = new Date().toISOString();
     return buildPodStatus({
       phase: this.#phase(),
-      init: this.#containers.filter((c) => c.init).map((c) => c.status),
-      app: this.#containers.filter((c) => !c.init).map((c) => c.status),
+      init: this.#containers.filter((c) => c.init).map((c) => this.#reported(c)),
+      app: this.#containers.filter((c) => !c.init).map((c) => this.#reported(c)),
       previous: this.#pod.status,
       now,
       startTime: this.#startTime,

@@ -112,5 +112,5 @@ function withTransitionTime(
   const old = previous?.find((c) => c.type === condition.type);
   const lastTransitionTime =
     old && old.status === condition.status && old.lastTransitionTime ? old.lastTransitionTime : now;
-  return { ...condition, lastProbeTime: null, lastTransitionTime } as PodCondition;
+  return { ...condition, lastProbeTime: null, lastTransitionTime };
 }

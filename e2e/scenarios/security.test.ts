@@ -54,7 +54,7 @@ const forbidden: [string, string, string, unknown?][] = [
   ["list ServiceAccounts", "GET", `${ns}/serviceaccounts`],
   ["create a ServiceAccount token", "POST", `${ns}/serviceaccounts/default/token`, { spec: {} }],
   ["delete the namespace", "DELETE", `/api/v1/namespaces/${namespace}`],
-  ["list nodes", "GET", "/api/v1/nodes"],
+  ["patch a node", "PATCH", "/api/v1/nodes/any", { metadata: { labels: { x: "y" } } }],
   ["exec into a pod", "POST", `${ns}/pods/any/exec?command=sh`],
   ["read a pod's logs", "GET", `${ns}/pods/any/log`],
   ["get a Deployment (list/watch only)", "GET", `/apis/apps/v1/namespaces/${namespace}/deployments/any`],
@@ -112,6 +112,7 @@ const NEEDED: Record<string, string[]> = {
   "migrations.coderanger.net/migrators/finalizers": ["update"], // ownerReferences with blockOwnerDeletion
   "/pods": ["create", "delete", "get", "list", "patch", "watch"], // probes (create/delete), pinning (patch)
   "batch/jobs": ["create", "delete", "get", "list", "watch"], // one migration Job per digest; stale ones removed
+  "/nodes": ["list", "watch"], // status.nodeInfo.containerRuntimeVersion explains a probe CRI-O cannot answer
   "apps/replicasets": ["list", "watch"], // owner chain of selected pods
   "apps/deployments": ["list", "watch"],
   "apps/statefulsets": ["list", "watch"],
@@ -134,7 +135,6 @@ const RESOURCES = [
   "/pods/eviction",
   "/pods/status",
   "/namespaces",
-  "/nodes",
   "/persistentvolumeclaims",
   "apps/deployments/scale",
   "batch/jobs/status",

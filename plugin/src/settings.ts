@@ -1,6 +1,7 @@
 // Everything one generate run needs, resolved once from Argo CD's environment (see parameters.ts) and the
 // directory Argo CD runs the plugin in, so the rest of the pipeline never reads process.env.
 import path from "node:path";
+import { WAITER_API_PORT } from "@digest-migrations/shared";
 import type { WaiterSettings } from "@digest-migrations/shared";
 import { PluginError } from "./errors.ts";
 import { ANNOUNCEMENTS, ParameterSource, parseBoolean, parseSize } from "./parameters.ts";
@@ -19,7 +20,7 @@ export const DEFAULT_RENDER_TIMEOUT_MS = 45_000;
 /** Used when neither the Application nor the installation chooses (the reconciler's published defaults). */
 export const BUILTIN_DEFAULTS = {
   waiterImage: "ghcr.io/digest-migrations/reconciler:0.1.0",
-  reconcilerUrl: "http://digest-migrations.digest-migrations-system.svc:8443",
+  reconcilerUrl: `http://digest-migrations.digest-migrations-system.svc:${WAITER_API_PORT}`,
 } as const;
 
 export interface Settings {

@@ -1,6 +1,6 @@
-// The controller: watch-backed caches of Migrators, pods, Jobs and the workloads that own pods,
+// The controller: watch-backed caches of Migrators, pods, Jobs, nodes and the workloads that own pods,
 // a work queue of Migrator keys fed by their events, workers running `reconcileMigrator`, and the
-// ReleaseOracle the waiter API asks (answered from the caches only).
+// ReleaseOracle the waiter API asks (answered from the caches only, by shared answerWait).
 //
 // Every replica keeps caches and answers waiters; only the leader writes (startWriting /
 // stopWriting, driven by the Lease). Events are mapped to the Migrators they concern:
@@ -8,34 +8,43 @@
 // - a pod → every Migrator in its namespace whose selector matches its labels (now or before the
 //   change); a probe or migration pod (label `migrations.coderanger.net/role`) → its Migrator only;
 // - a Job → its Migrator (migration Jobs) or, like any workload, the Migrators whose selector
-//   matches the labels of the pod template it declares.
+//   matches the labels of the pod template it declares;
+// - a Node → nothing: nodes are read (their container runtime explains a probe's failure), never a cause.
 import { hostname } from "node:os";
 import {
   ANNOTATIONS,
   API_VERSION,
   KIND,
   LABELS,
-  PLURAL,
+  answerWait,
   groupOf,
-  mayRelease,
-  findCondition,
-  CONDITION_READY,
-  gatedContainer,
   migratorLabelValue,
-  pinnedDigest,
   podTemplateOf,
+  selectorsOf,
 } from "@digest-migrations/shared";
-import type { KubeObject, Labels, Migrator, OwnerLookup, Pod } from "@digest-migrations/shared";
+import type {
+  KubeObject,
+  Labels,
+  Migrator,
+  Node,
+  OwnerLookup,
+  PinRecord,
+  Pod,
+  WaitAnswer,
+  WaitQuery,
+} from "@digest-migrations/shared";
 import { Reflector } from "./cache.ts";
+import { CORE_RESOURCES, MultiStore, OPTIONAL_RESOURCES, groupKind } from "./resources.ts";
+import type { Resource } from "./resources.ts";
 import type { CacheEventType } from "./cache.ts";
 import { Kube, KubeConfig, NotLeaderError, collectionPath, isNotFound } from "./kube.ts";
 import { log as defaultLog } from "./log.ts";
 import type { Logger } from "./log.ts";
 import { cachesSynced, reconcileDuration } from "./metrics.ts";
 import { WorkQueue } from "./queue.ts";
-import { StaleCacheError, reconcileMigrator, selectorsOf } from "./reconcile.ts";
+import { StaleCacheError, reconcileMigrator } from "./reconcile.ts";
 import type { Caches, ReconcileContext, Store } from "./reconcile.ts";
-import { objectKey, type ReleaseChanges, type ReleaseOracle, type WaitAnswer, type WaitQuery } from "./release.ts";
+import { objectKey, type ReleaseChanges, type ReleaseOracle } from "./release.ts";
 
 export { KubeConfig };
 
@@ -58,48 +67,6 @@ export interface ControllerOptions {
   discoverySeconds?: number;
 }
 
-/** A resource the controller caches. */
-interface Resource {
-  apiVersion: string;
-  kind: string;
-  plural: string;
-}
-
-const CORE_RESOURCES: readonly Resource[] = [
-  { apiVersion: API_VERSION, kind: KIND, plural: PLURAL },
-  { apiVersion: "v1", kind: "Pod", plural: "pods" },
-  { apiVersion: "batch/v1", kind: "Job", plural: "jobs" },
-  { apiVersion: "apps/v1", kind: "ReplicaSet", plural: "replicasets" },
-  { apiVersion: "apps/v1", kind: "Deployment", plural: "deployments" },
-  { apiVersion: "apps/v1", kind: "StatefulSet", plural: "statefulsets" },
-  { apiVersion: "apps/v1", kind: "DaemonSet", plural: "daemonsets" },
-];
-
-/** Optional resources, found by discovery: the first apiVersion served wins. */
-const OPTIONAL_RESOURCES: readonly { kind: string; plural: string; apiVersions: string[] }[] = [
-  { kind: "CronJob", plural: "cronjobs", apiVersions: ["batch/v1", "batch/v1beta1"] },
-  { kind: "Rollout", plural: "rollouts", apiVersions: ["argoproj.io/v1alpha1"] },
-];
-
-/** Several reflectors of one resource (one per watched namespace) read as one store. */
-class MultiStore<T extends KubeObject> implements Store<T> {
-  readonly reflectors: Reflector<T>[] = [];
-  get(namespace: string | undefined, name: string): T | undefined {
-    for (const r of this.reflectors) {
-      const found = r.get(namespace, name);
-      if (found !== undefined) return found;
-    }
-    return undefined;
-  }
-  list(namespace?: string): T[] {
-    return this.reflectors.flatMap((r) => r.list(namespace));
-  }
-}
-
-function groupKind(apiVersion: string, kind: string): string {
-  return `${groupOf(apiVersion)}/${kind}`;
-}
-
 export class Controller implements ReleaseOracle {
   readonly #opts: ControllerOptions;
   readonly #kube: Kube;
@@ -112,7 +79,7 @@ export class Controller implements ReleaseOracle {
   readonly #listeners = new Set<(changes: ReleaseChanges) => void>();
   /** Migrators and pods changed since the last notification, by objectKey. */
   #changed: { migrators: Set<string>; pods: Set<string> } = { migrators: new Set(), pods: new Set() };
-  readonly #pins = new Map<string, { container: string; image: string }>();
+  readonly #pins = new Map<string, PinRecord>();
   readonly #stop = new AbortController();
   readonly #workers: Promise<void>[] = [];
   readonly #timers: NodeJS.Timeout[] = [];
@@ -147,19 +114,22 @@ export class Controller implements ReleaseOracle {
   get jobs(): Store<KubeObject> {
     return this.#store<KubeObject>("batch/v1", "Job") ?? new MultiStore<KubeObject>();
   }
+  get nodes(): Store<Node> {
+    return this.#store<Node>("v1", "Node") ?? new MultiStore<Node>();
+  }
 
   readonly lookup: OwnerLookup = {
     get: (apiVersion, kind, namespace, name) => this.#store(apiVersion, kind)?.get(namespace, name),
   };
 
   #caches(): Caches {
-    return { migrators: this.migrators, pods: this.pods, jobs: this.jobs, lookup: this.lookup };
+    return { migrators: this.migrators, pods: this.pods, jobs: this.jobs, nodes: this.nodes, lookup: this.lookup };
   }
 
   #startResource(resource: Resource): Promise<void>[] {
     const store = new MultiStore<KubeObject>();
     this.#stores.set(groupKind(resource.apiVersion, resource.kind), store);
-    const namespaces = this.#opts.namespaces?.length ? this.#opts.namespaces : [undefined];
+    const namespaces = this.#opts.namespaces?.length && !resource.cluster ? this.#opts.namespaces : [undefined];
     return namespaces.map((namespace) => {
       const reflector = new Reflector<KubeObject>({
         kube: this.#kube,
@@ -310,6 +280,8 @@ export class Controller implements ReleaseOracle {
         this.#enqueue(object as Migrator);
         this.#notify("migrators", object);
         return;
+      case "Node":
+        return;
       case "Pod":
         if (!this.#enqueueOwnerOf(object)) {
           this.#enqueueSelecting(namespace, [object.metadata.labels, previous?.metadata.labels]);
@@ -379,47 +351,7 @@ export class Controller implements ReleaseOracle {
   // ------------------------------------------------------------------ ReleaseOracle
 
   answer(q: WaitQuery): WaitAnswer {
-    const migrator = this.migrators.get(q.namespace, q.migrator);
-    if (migrator === undefined) {
-      return { ready: false, reason: "UnknownMigrator", message: `Migrator ${q.namespace}/${q.migrator} not found` };
-    }
-    const pod = this.pods.get(q.namespace, q.pod);
-    if (pod === undefined)
-      return { ready: false, reason: "UnknownPod", message: `pod ${q.namespace}/${q.pod} not found` };
-    if (q.podUID !== undefined && q.podUID !== "" && pod.metadata.uid !== q.podUID) {
-      return {
-        ready: false,
-        reason: "UnknownPod",
-        message: `pod ${q.namespace}/${q.pod} has uid ${pod.metadata.uid}, not ${q.podUID} (it was replaced)`,
-      };
-    }
-    const container = pod.spec.containers.find((c) => c.name === q.container);
-    if (container === undefined) {
-      return {
-        ready: false,
-        reason: "UnknownContainer",
-        message: `pod ${q.namespace}/${q.pod} has no container ${q.container}`,
-      };
-    }
-    let gated: string | undefined;
-    try {
-      gated = gatedContainer(migrator.spec ?? { selector: {} }, pod.spec).name;
-    } catch (error) {
-      return { ready: false, reason: "InvalidSpec", message: (error as Error).message };
-    }
-    if (gated !== q.container) {
-      return {
-        ready: false,
-        reason: "UnknownContainer",
-        message: `Migrator ${q.namespace}/${q.migrator} gates container ${gated}, not ${q.container}`,
-      };
-    }
-    const condition = findCondition(migrator.status?.conditions, CONDITION_READY);
-    const input: Parameters<typeof mayRelease>[0] = { status: migrator.status };
-    const pinned = pinnedDigest(container.image);
-    if (pinned !== undefined) input.pinned = pinned;
-    if (condition !== undefined) input.condition = { reason: condition.reason, message: condition.message };
-    return mayRelease(input);
+    return answerWait(q, this.migrators.get(q.namespace, q.migrator), this.pods.get(q.namespace, q.pod));
   }
 
   onChange(listener: (changes: ReleaseChanges) => void): () => void {

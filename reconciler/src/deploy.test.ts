@@ -67,6 +67,7 @@ const EXPECTED_CLUSTER: Record<string, string[]> = {
   "migrations.coderanger.net/migrators/finalizers": ["update"],
   "/pods": ["create", "delete", "get", "list", "patch", "watch"],
   "batch/jobs": ["create", "delete", "get", "list", "watch"],
+  "/nodes": ["list", "watch"],
   "apps/replicasets": ["list", "watch"],
   "apps/deployments": ["list", "watch"],
   "apps/statefulsets": ["list", "watch"],

@@ -5,8 +5,8 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
+import { close, listen } from "./cli.ts";
 import type { Logger } from "./log.ts";
-import { listen } from "./listen.ts";
 
 export interface HealthOptions {
   /** Readiness: true once the caches are synced. */
@@ -65,14 +65,7 @@ export function createHealthServer(options: HealthOptions): HealthServer {
   server.requestTimeout = 10_000;
   return {
     server,
-    listen(port, host, reusePort) {
-      return listen(server, { port, ...(host === undefined ? {} : { host }), ...(reusePort ? { reusePort } : {}) });
-    },
-    close() {
-      return new Promise((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        server.closeIdleConnections();
-      });
-    },
+    listen: (port, host, reusePort) => listen(server, port, host, reusePort),
+    close: () => close(server),
   };
 }

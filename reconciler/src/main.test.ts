@@ -1,12 +1,11 @@
 import t from "tap";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { KubeConfig } from "@kubernetes/client-node";
 import { request } from "undici";
 import { createLogger } from "./log.ts";
 import { parseReconcilerArgs, runReconciler, UsageError } from "./main.ts";
 import type { ControllerLike, ReconcilerSettings } from "./main.ts";
 import { FakeOracle } from "./testing.ts";
+import { freePort } from "./testing.ts";
 
 const env = { POD_NAMESPACE: "digest-migrations-system" };
 
@@ -91,14 +90,6 @@ t.test("bad flags are usage errors naming the flag", (t) => {
   }
   t.end();
 });
-
-async function freePort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 class FakeController extends FakeOracle implements ControllerLike {
   writing = false;

@@ -6,9 +6,10 @@
 // Shutdown on SIGTERM/SIGINT: stop writing, release the Lease, answer held waiters, close the
 // servers, stop the caches, exit 0 (a second signal exits at once).
 import { readFileSync } from "node:fs";
-import { Command, CommanderError, Option } from "commander";
+import { Command, Option } from "commander";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { WAITER_API_PORT } from "@digest-migrations/shared";
+import { UsageError, parseCommand, settingsOrExit } from "./cli.ts";
 import { Controller } from "./controller.ts";
 import { loadKubeConfig } from "./kube.ts";
 import { createHealthServer } from "./health.ts";
@@ -18,6 +19,8 @@ import type { Logger } from "./log.ts";
 import { cachesSynced, registry } from "./metrics.ts";
 import type { ReleaseOracle } from "./release.ts";
 import { createWaiterApi, WAITER_API_DEFAULTS } from "./waiter-api.ts";
+
+export { UsageError } from "./cli.ts";
 
 export const COMMAND = "digest-migrations-reconciler";
 export const DEFAULT_METRICS_PORT = 8080;
@@ -49,8 +52,6 @@ export interface ReconcilerSettings {
   waiterRatePerSecond: number;
   shutdownTimeoutSeconds: number;
 }
-
-export class UsageError extends Error {}
 
 function number(flag: string, min: number, max: number, integer = true): (value: string) => number {
   return (value) => {
@@ -162,19 +163,8 @@ export function parseReconcilerArgs(argv: string[], env: NodeJS.ProcessEnv): Rec
       new Option("--shutdown-timeout <seconds>", "exit anyway this long after SIGTERM")
         .default(25)
         .argParser(number("--shutdown-timeout", 1, 3600)),
-    )
-    .exitOverride()
-    .configureOutput({ writeErr: () => undefined, writeOut: (s) => process.stdout.write(s) })
-    .allowExcessArguments(false);
-  try {
-    program.parse(argv, { from: "user" });
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      if (error.exitCode === 0) return "exit";
-      throw new UsageError(error.message.replace(/^error: /, ""));
-    }
-    throw error;
-  }
+    );
+  if (parseCommand(program, argv) === "exit") return "exit";
   const o = program.opts<{
     kubeconfig?: string;
     namespace?: string[];
@@ -332,16 +322,8 @@ export async function runReconciler(
 }
 
 export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
-  let settings: ReconcilerSettings | "exit";
-  try {
-    settings = parseReconcilerArgs(argv, process.env);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`${COMMAND}: ${error.message}\n(see ${COMMAND} --help)\n`);
-    return 2;
-  }
-  if (settings === "exit") return 0;
-  const s = settings;
+  const s = settingsOrExit(COMMAND, () => parseReconcilerArgs(argv, process.env));
+  if (typeof s === "number") return s;
   log.level = s.logLevel;
   let kube: KubeConfig;
   try {

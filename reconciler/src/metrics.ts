@@ -41,7 +41,8 @@ export const reconcileDuration = new Histogram({
 
 /**
  * Lifetime of a digest probe pod, creation to removal (pulling the image on a node to learn its digest).
- * `result`: resolved, no_digest, pull_failed, abandoned (no pod needed it any more before it answered).
+ * `result`: resolved, no_digest, failed (a pull or container failure the kubelet retries), unsupported_runtime,
+ * ended (refused or evicted by the kubelet), abandoned (no pod needed it any more before it answered).
  */
 export const probeDuration = new Histogram({
   name: `${PREFIX}probe_duration_seconds`,

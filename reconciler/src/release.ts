@@ -1,29 +1,10 @@
-// The contract between the controller (which knows, from its caches, whether a pod's digest is
-// migrated) and the waiter API (which answers waiter init containers). The waiter API never
-// calls the Kubernetes API itself: every answer comes from the controller's in-memory view.
+// The in-process contract between the controller (which knows, from its caches, whether a pod may
+// start) and the waiter API (which holds the waiters' long-polls). The waiter API never calls the
+// Kubernetes API itself: every answer comes from the controller's in-memory view. The question and
+// the answer themselves are the waiter protocol's (shared/src/waiter-protocol.ts).
+import type { WaitAnswer, WaitQuery } from "@digest-migrations/shared";
 
-/** What a waiter init container asks: "may this container of this pod start?" */
-export interface WaitQuery {
-  namespace: string;
-  pod: string;
-  /** metadata.uid of the pod, when the waiter knows it (downward API); guards against a recreated pod of the same name. */
-  podUID?: string;
-  /** Name of the Migrator (in `namespace`) gating the pod. */
-  migrator: string;
-  /** Name of the gated application container. */
-  container: string;
-}
-
-/** The answer: `ready` releases the waiter; `reason`/`message` say why not (or why yes). */
-export interface WaitAnswer {
-  ready: boolean;
-  /** CamelCase machine-readable reason, e.g. "Migrated", "Running", "PodNotFound". */
-  reason: string;
-  /** Human-readable explanation; never contains secrets. */
-  message: string;
-  /** The repository digest the pod runs, once known. */
-  digest?: string;
-}
+export type { WaitAnswer, WaitQuery };
 
 /** Implemented by the controller from its caches (never an API call); used by the waiter API. */
 export interface ReleaseOracle {

@@ -1,5 +1,7 @@
 // Test helpers for the reconciler's own interfaces (not the Kubernetes API): an in-memory
-// ReleaseOracle and a condition poller with a deadline.
+// ReleaseOracle, a condition poller with a deadline, and a free loopback port.
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { objectKey, type ReleaseChanges, type ReleaseOracle, type WaitAnswer, type WaitQuery } from "./release.ts";
 
 /**
@@ -45,4 +47,13 @@ export async function waitFor(what: string, condition: () => boolean, timeoutMs 
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+export async function freePort(): Promise<number> {
+  const server = http.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }

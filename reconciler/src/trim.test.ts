@@ -43,3 +43,28 @@ t.test("objects without either field are unchanged", async (t) => {
   const before = structuredClone(job);
   t.same(trimForCache(job), before);
 });
+
+t.test("Nodes keep only their name, versions and status.nodeInfo", async (t) => {
+  const nodeInfo = { containerRuntimeVersion: "containerd://1.6.20", kubeletVersion: "v1.20.2" };
+  const node = {
+    apiVersion: "v1",
+    kind: "Node",
+    metadata: {
+      name: "n1",
+      uid: "u",
+      resourceVersion: "7",
+      labels: { a: "b" },
+      annotations: { x: "y" },
+      managedFields,
+    },
+    spec: { podCIDR: "10.0.0.0/24" },
+    status: { nodeInfo, images: [{ names: ["app@sha256:x"], sizeBytes: 1 }], conditions: [] },
+  } as KubeObject;
+  trimForCache(node);
+  t.same(node, {
+    apiVersion: "v1",
+    kind: "Node",
+    metadata: { name: "n1", uid: "u", resourceVersion: "7" },
+    status: { nodeInfo },
+  });
+});

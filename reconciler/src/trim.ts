@@ -7,6 +7,10 @@
 //
 // Migrators keep the annotation: their status is written with the cached metadata, and the annotation
 // is the user's. managedFields may go everywhere: an update that omits it leaves the server's as is.
+//
+// Nodes are cached for one field, status.nodeInfo (containerRuntimeVersion explains a probe's failure);
+// the rest of a Node — its image list, conditions, addresses, capacity, annotations — can be tens of
+// kilobytes and is dropped.
 import type { KubeObject } from "@digest-migrations/shared";
 import { KIND } from "@digest-migrations/shared";
 
@@ -16,6 +20,15 @@ export const LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-confi
 export function trimForCache<T extends KubeObject>(object: T): T {
   const metadata = object.metadata as T["metadata"] & { managedFields?: unknown };
   delete metadata.managedFields;
+  if (object.kind === "Node" && object.apiVersion === "v1") {
+    const { name, uid, resourceVersion } = metadata;
+    const nodeInfo = (object.status as { nodeInfo?: unknown } | undefined)?.nodeInfo;
+    for (const field of Object.keys(object))
+      if (!["apiVersion", "kind", "metadata"].includes(field)) delete object[field];
+    object.metadata = { name, uid, resourceVersion };
+    if (nodeInfo !== undefined) (object as KubeObject).status = { nodeInfo };
+    return object;
+  }
   const annotations = metadata.annotations;
   if (object.kind !== KIND && annotations !== undefined && LAST_APPLIED_ANNOTATION in annotations) {
     delete annotations[LAST_APPLIED_ANNOTATION];

@@ -9,13 +9,13 @@
 // only {ready, reason, message, digest}.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { WAITER_API_PATH } from "@digest-migrations/shared";
+import { WAITER_API_PATH, answerBody, parseWaitParams } from "@digest-migrations/shared";
+import type { WaitAnswer, WaitQuery } from "@digest-migrations/shared";
+import { close, listen } from "./cli.ts";
 import type { Logger } from "./log.ts";
 import { waiterLongPolls, waiterRequests } from "./metrics.ts";
 import { RateLimiter } from "./rate-limit.ts";
-import { objectKey, type ReleaseOracle, type WaitAnswer, type WaitQuery } from "./release.ts";
-import { parseWaitParams } from "./wait-params.ts";
-import { listen } from "./listen.ts";
+import { objectKey, type ReleaseOracle } from "./release.ts";
 
 export interface WaiterApiOptions {
   oracle: ReleaseOracle;
@@ -228,9 +228,7 @@ export function createWaiterApi(options: WaiterApiOptions): WaiterApi {
     get held() {
       return held.size;
     },
-    listen(port, host, reusePort) {
-      return listen(server, { port, ...(host === undefined ? {} : { host }), ...(reusePort ? { reusePort } : {}) });
-    },
+    listen: (port, host, reusePort) => listen(server, port, host, reusePort),
     async close() {
       closing = true;
       unsubscribe();
@@ -242,10 +240,7 @@ export function createWaiterApi(options: WaiterApiOptions): WaiterApi {
           "shutdown",
         );
       }
-      await new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        server.closeIdleConnections();
-      });
+      await close(server);
     },
   };
 }
@@ -265,11 +260,4 @@ class Index {
   collect(key: string, into: Set<Held>): void {
     for (const entry of this.#sets.get(key) ?? []) into.add(entry);
   }
-}
-
-/** Only the four public fields leave the process, whatever else the oracle's object carries. */
-function answerBody(answer: WaitAnswer): WaitAnswer {
-  const body: WaitAnswer = { ready: answer.ready, reason: answer.reason, message: answer.message };
-  if (answer.digest !== undefined) body.digest = answer.digest;
-  return body;
 }

@@ -8,17 +8,9 @@ import { fileURLToPath } from "node:url";
 import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { createLogger } from "./log.ts";
-import { FakeOracle, waitFor } from "./testing.ts";
+import { FakeOracle, freePort, waitFor } from "./testing.ts";
 import { createWaiterApi } from "./waiter-api.ts";
-import {
-  parseAnswer,
-  parseWaiterArgs,
-  pauseAfterAnswerMs,
-  retryAfter,
-  retryDelayMs,
-  UsageError,
-  waitUrl,
-} from "./waiter.ts";
+import { parseWaiterArgs, pauseAfterAnswerMs, retryAfter, retryDelayMs, UsageError } from "./waiter.ts";
 
 const WAITER = fileURLToPath(new URL("./waiter.ts", import.meta.url));
 const DIGEST = `sha256:${"b".repeat(64)}`;
@@ -64,14 +56,6 @@ async function startApi(t: { teardown(fn: () => unknown): void }, port = 0, maxT
   const address = await api.listen(port, "127.0.0.1");
   t.teardown(() => api.close());
   return { oracle, api, url: `http://127.0.0.1:${address.port}` };
-}
-
-async function freePort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 const messages = (run: Run) => run.lines.map((l) => String(l["msg"]));
@@ -249,30 +233,7 @@ t.test("flags override the downward-API environment", (t) => {
   t.end();
 });
 
-t.test("the request, the answer and the pacing, as pure functions", async (t) => {
-  const url = waitUrl(
-    new URL("http://reconciler:8443/"),
-    { namespace: "shop", pod: "web-1", migrator: "web", container: "app", podUID: UID },
-    30,
-  );
-  t.equal(
-    url.href,
-    `http://reconciler:8443/v1/wait?namespace=shop&pod=web-1&migrator=web&container=app&timeoutSeconds=30&podUID=${UID}`,
-  );
-  t.notMatch(
-    waitUrl(new URL("http://r/"), { namespace: "a", pod: "b", migrator: "c", container: "d" }, 5).search,
-    /podUID/,
-  );
-
-  t.same(parseAnswer('{"ready":true,"reason":"Migrated","message":"m","digest":"d","extra":1}'), {
-    ready: true,
-    reason: "Migrated",
-    message: "m",
-    digest: "d",
-  });
-  t.equal(parseAnswer('{"ready":"yes","reason":"x","message":"m"}'), undefined);
-  t.equal(parseAnswer("not json"), undefined);
-
+t.test("the pacing, as pure functions", async (t) => {
   t.equal(retryAfter("7"), 7);
   t.equal(retryAfter("99999"), 300, "capped");
   t.equal(retryAfter("soon"), undefined);

@@ -11,15 +11,16 @@
 // node:http obtained through process.getBuiltinModule: measured on Node 24, an ESM `import` of
 // node:http costs ~14 MB more resident memory than that, and undici (WebAssembly HTTP parser) ~30 MB
 // more. node:https is loaded only for an https:// API URL.
-import { Command, CommanderError } from "commander";
+import { Command } from "commander";
 import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from "node:http";
-import { WAITER_API_PATH, WAITER_COMMAND } from "@digest-migrations/shared";
-import type { WaitAnswer, WaitQuery } from "./release.ts";
-import { waitQueryErrors } from "./wait-params.ts";
+import { WAITER_COMMAND, parseAnswer, waitQueryErrors, waitUrl } from "@digest-migrations/shared";
+import type { WaitAnswer, WaitQuery } from "@digest-migrations/shared";
 import { pause } from "./pause.ts";
+import { UsageError, parseCommand, settingsOrExit } from "./cli.ts";
+
+export { EXIT_USAGE, UsageError } from "./cli.ts";
 
 export const EXIT_RELEASED = 0;
-export const EXIT_USAGE = 2;
 /** 128 + SIGTERM, as a shell reports a process ended by the signal. */
 export const EXIT_TERMINATED = 143;
 
@@ -33,8 +34,6 @@ export interface WaiterSettings {
   maxBackoffSeconds: number;
 }
 
-export class UsageError extends Error {}
-
 /** Parses argv (without node and script) and env into settings; throws UsageError on bad input. */
 export function parseWaiterArgs(argv: string[], env: NodeJS.ProcessEnv): WaiterSettings | "exit" {
   const program = new Command(WAITER_COMMAND)
@@ -46,19 +45,8 @@ export function parseWaiterArgs(argv: string[], env: NodeJS.ProcessEnv): WaiterS
     .option("--namespace <name>", "pod namespace (default: $POD_NAMESPACE)")
     .option("--pod-uid <uid>", "pod metadata.uid (default: $POD_UID)")
     .option("--poll-timeout <seconds>", "long-poll length asked of the server", "30")
-    .option("--max-backoff <seconds>", "longest wait between failed attempts", "30")
-    .exitOverride()
-    .configureOutput({ writeErr: () => undefined, writeOut: (s) => process.stdout.write(s) })
-    .allowExcessArguments(false);
-  try {
-    program.parse(argv, { from: "user" });
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      if (error.exitCode === 0) return "exit"; // --help, --version
-      throw new UsageError(error.message.replace(/^error: /, ""));
-    }
-    throw error;
-  }
+    .option("--max-backoff <seconds>", "longest wait between failed attempts", "30");
+  if (parseCommand(program, argv) === "exit") return "exit"; // --help, --version
   const o = program.opts<Record<string, string | undefined>>();
   let api: URL;
   try {
@@ -112,21 +100,6 @@ type Outcome =
 const BASE_BACKOFF_MS = 500;
 /** A not-ready answer that came back this fast is followed by a pause, so a server answering early cannot cause a hot loop. */
 const MIN_POLL_INTERVAL_MS = 1000;
-
-/** The long-poll request: the waiter API's path and the pod's parameters (podUID when known). */
-export function waitUrl(api: URL, query: WaitQuery, timeoutSeconds: number): URL {
-  const url = new URL(api.href.replace(/\/+$/, "") + WAITER_API_PATH);
-  const params: Record<string, string> = {
-    namespace: query.namespace,
-    pod: query.pod,
-    migrator: query.migrator,
-    container: query.container,
-    timeoutSeconds: String(timeoutSeconds),
-  };
-  if (query.podUID) params["podUID"] = query.podUID;
-  url.search = new URLSearchParams(params).toString();
-  return url;
-}
 
 /** The pause after a not-ready answer that took `elapsedMs` (0 when the long-poll was held long enough). */
 export function pauseAfterAnswerMs(elapsedMs: number): number {
@@ -298,34 +271,10 @@ async function poll(url: URL, pollTimeoutSeconds: number, signal: AbortSignal): 
   }
 }
 
-/** A 200 answer's body, or undefined when it is not {ready, reason, message[, digest]}. */
-export function parseAnswer(text: string): WaitAnswer | undefined {
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof body !== "object" || body === null) return undefined;
-  const b = body as Record<string, unknown>;
-  if (typeof b["ready"] !== "boolean" || typeof b["reason"] !== "string" || typeof b["message"] !== "string")
-    return undefined;
-  const answer: WaitAnswer = { ready: b["ready"], reason: b["reason"], message: b["message"] };
-  if (typeof b["digest"] === "string") answer.digest = b["digest"];
-  return answer;
-}
-
 /** The process entry: parse, run, exit with the outcome's code. */
 export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
-  let settings: WaiterSettings | "exit";
-  try {
-    settings = parseWaiterArgs(argv, process.env);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`${WAITER_COMMAND}: ${error.message}\n(see ${WAITER_COMMAND} --help)\n`);
-    return EXIT_USAGE;
-  }
-  if (settings === "exit") return 0;
+  const settings = settingsOrExit(WAITER_COMMAND, () => parseWaiterArgs(argv, process.env));
+  if (typeof settings === "number") return settings;
   const controller = new AbortController();
   const stop = (): void => controller.abort();
   process.once("SIGTERM", stop);

@@ -195,6 +195,17 @@ export function pinImage(image: string, digest: string): string {
   return `${split.name}${split.tag !== undefined ? `:${split.tag}` : ""}@${digest}`;
 }
 
+/** The digest after "@" in an image reference, if the reference is pinned (`name[:tag]@sha256:…`). */
+export function pinnedDigest(image: string | undefined): string | undefined {
+  if (image === undefined || !image.includes("@")) return undefined;
+  try {
+    return parseImageReference(image).digest;
+  } catch {
+    // An unparsable image is not pinned; the kubelet reports InvalidImageName for it.
+    return undefined;
+  }
+}
+
 /**
  * The normalised repository of `image` (`nginx:1` → `docker.io/library/nginx`), for comparing
  * images regardless of tag, digest and familiar spelling. Host names are case-insensitive, so the

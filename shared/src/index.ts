@@ -1,7 +1,7 @@
 export * from "./k8s.ts";
 export * from "./migrator.ts";
 export * from "./spec.ts";
-export * from "./waiter.ts";
+export * from "./waiter-protocol.ts";
 export * from "./selector.ts";
 export * from "./image-ref.ts";
 export * from "./image-id.ts";
@@ -9,3 +9,6 @@ export * from "./owners.ts";
 export * from "./job.ts";
 export * from "./conditions.ts";
 export * from "./protocol.ts";
+export * from "./probe.ts";
+export * from "./status.ts";
+export * from "./plan.ts";

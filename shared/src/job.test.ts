@@ -1,6 +1,6 @@
 import t from "tap";
 import fc from "fast-check";
-import type { PodTemplateSpec } from "./k8s.ts";
+import type { KubeObject, PodTemplateSpec } from "./k8s.ts";
 import type { Migrator } from "./migrator.ts";
 import {
   JobBuildError,
@@ -10,6 +10,10 @@ import {
   migrationJobName,
   migratorLabelValue,
 } from "./job.ts";
+import type { MigrationJobInput } from "./job.ts";
+
+/** The Job alone, for the tests that look only at it. */
+const build = (input: MigrationJobInput): KubeObject => buildMigrationJob(input).job;
 
 const D = `sha256:${"0123456789abcdef".repeat(4)}`;
 const D2 = `sha256:${"fedcba9876543210".repeat(4)}`;
@@ -140,7 +144,7 @@ t.test("buildMigrationJob: upstream semantics plus digest pinning", async (t) =>
     labels: { "sidecar.istio.io/inject": "false" },
     annotations: { note: "x" },
   });
-  const job = buildMigrationJob({ migrator: m, template: tpl, digest: D });
+  const job = build({ migrator: m, template: tpl, digest: D });
   t.same(tpl, before, "the template is not modified");
   t.same(job, {
     apiVersion: "batch/v1",
@@ -208,22 +212,22 @@ t.test("buildMigrationJob: upstream semantics plus digest pinning", async (t) =>
 });
 
 t.test("buildMigrationJob variations", async (t) => {
-  const c0 = (job: ReturnType<typeof buildMigrationJob>): Record<string, unknown> =>
+  const c0 = (job: KubeObject): Record<string, unknown> =>
     (job.spec as { template: PodTemplateSpec }).template.spec.containers[0]!;
-  const podSpec = (job: ReturnType<typeof buildMigrationJob>): Record<string, unknown> =>
+  const podSpec = (job: KubeObject): Record<string, unknown> =>
     (job.spec as { template: PodTemplateSpec }).template.spec;
 
-  const keep = buildMigrationJob({ migrator: migrator(), template: template(), digest: D });
+  const keep = build({ migrator: migrator(), template: template(), digest: D });
   t.same(c0(keep).command, ["serve"], "command kept without spec.command");
   t.same(c0(keep).args, ["--port", "80"], "args kept without spec.args");
 
-  const emptied = buildMigrationJob({ migrator: migrator({ command: [], args: [] }), template: template(), digest: D });
+  const emptied = build({ migrator: migrator({ command: [], args: [] }), template: template(), digest: D });
   t.same([c0(emptied).command, c0(emptied).args], [[], []], "empty lists replace, as upstream's non-nil pointers do");
 
-  const sidecar = buildMigrationJob({ migrator: migrator({ container: "sidecar" }), template: template(), digest: D });
+  const sidecar = build({ migrator: migrator({ container: "sidecar" }), template: template(), digest: D });
   t.equal(c0(sidecar).image, `proxy:1@${D}`, "spec.container picks the container");
 
-  const specImage = buildMigrationJob({
+  const specImage = build({
     migrator: migrator({ image: "tools/migrate:v2" }),
     template: template(),
     digest: D2,
@@ -232,7 +236,7 @@ t.test("buildMigrationJob variations", async (t) => {
   t.equal(specImage.metadata.annotations?.["migrations.coderanger.net/image"], "tools/migrate:v2");
   t.equal(specImage.metadata.annotations?.["migrations.coderanger.net/digest"], D2, "keyed on the app digest");
 
-  const given = buildMigrationJob({
+  const given = build({
     migrator: migrator(),
     template: template(),
     digest: D2,
@@ -251,7 +255,7 @@ t.test("buildMigrationJob variations", async (t) => {
       containers: [{ name: "app", image: `registry.example/app:latest@${D2}` }],
     },
   };
-  const fromPod = buildMigrationJob({ migrator: migrator(), template: livePod, digest: D });
+  const fromPod = build({ migrator: migrator(), template: livePod, digest: D });
   t.same(
     Object.keys(podSpec(fromPod)).sort(),
     ["containers", "restartPolicy"],
@@ -259,7 +263,7 @@ t.test("buildMigrationJob variations", async (t) => {
   );
   t.equal(c0(fromPod).image, `registry.example/app:latest@${D}`, "a pinned pod image is re-pinned");
 
-  const overrides = buildMigrationJob({
+  const overrides = build({
     migrator: migrator({
       labels: { "migrations.coderanger.net/role": "x", migrations: "custom" },
       annotations: { "migrations.coderanger.net/no-wait": "false" },
@@ -273,7 +277,7 @@ t.test("buildMigrationJob variations", async (t) => {
   t.equal(meta.annotations!["migrations.coderanger.net/no-wait"], "true", "a migration pod is never gated");
 
   const long = migrator({}, "m".repeat(80));
-  const longJob = buildMigrationJob({ migrator: long, template: template(), digest: D });
+  const longJob = build({ migrator: long, template: template(), digest: D });
   t.ok(
     longJob.metadata.name!.length <= 63 && longJob.metadata.labels![`migrations.coderanger.net/migrator`]!.length <= 63,
   );
@@ -283,24 +287,23 @@ t.test("buildMigrationJob errors name the Migrator and the reason", async (t) =>
   const cases: { name: string; run: () => unknown; message: RegExp }[] = [
     {
       name: "missing container",
-      run: () => buildMigrationJob({ migrator: migrator({ container: "db" }), template: template(), digest: D }),
+      run: () => build({ migrator: migrator({ container: "db" }), template: template(), digest: D }),
       message: /^Migrator apps\/web: container "db" \(spec.container\) is not in the pod template/,
     },
     {
       name: "bad digest",
-      run: () => buildMigrationJob({ migrator: migrator(), template: template(), digest: "sha256:zz" }),
+      run: () => build({ migrator: migrator(), template: template(), digest: "sha256:zz" }),
       message: /^Migrator apps\/web: cannot pin image "registry.example\/app:latest": digest "sha256:zz"/,
     },
     {
       name: "bad image",
-      run: () => buildMigrationJob({ migrator: migrator({ image: "Tools/Migrate" }), template: template(), digest: D }),
+      run: () => build({ migrator: migrator({ image: "Tools/Migrate" }), template: template(), digest: D }),
       message:
         /^Migrator apps\/web: invalid image reference "Tools\/Migrate": repository name "Migrate" must be lowercase/,
     },
     {
       name: "no image",
-      run: () =>
-        buildMigrationJob({ migrator: migrator(), template: { spec: { containers: [{ name: "app" }] } }, digest: D }),
+      run: () => build({ migrator: migrator(), template: { spec: { containers: [{ name: "app" }] } }, digest: D }),
       message: /container "app" has no image/,
     },
     {
@@ -308,13 +311,13 @@ t.test("buildMigrationJob errors name the Migrator and the reason", async (t) =>
       run: () => {
         const m = migrator();
         delete m.metadata.uid;
-        return buildMigrationJob({ migrator: m, template: template(), digest: D });
+        return build({ migrator: m, template: template(), digest: D });
       },
       message: /^Migrator apps\/web: metadata.uid is required/,
     },
     {
       name: "no template spec",
-      run: () => buildMigrationJob({ migrator: migrator(), template: {} as PodTemplateSpec, digest: D }),
+      run: () => build({ migrator: migrator(), template: {} as PodTemplateSpec, digest: D }),
       message: /the pod template has no spec/,
     },
   ];
@@ -348,4 +351,19 @@ t.test("migrationImage: which image migrates a digest", async (t) => {
     t.same(migrationImage(spec, appImage, D), { image, pinning }, name);
   }
   t.throws(() => migrationImage("Tools/Migrate", app, D), /invalid image reference "Tools\/Migrate"/);
+});
+
+t.test("buildMigrationJob returns the image it pinned and how, and notes the retry it answers", async (t) => {
+  const m = migrator();
+  const plain = buildMigrationJob({ migrator: m, template: template(), digest: D });
+  t.same(plain.image, { image: `registry.example/app:latest@${D}`, pinning: "digest" });
+  t.notOk(plain.job.metadata.annotations?.["migrations.coderanger.net/retry-handled"], "no retry, no annotation");
+  const other = buildMigrationJob({
+    migrator: migrator({ image: "registry.example/tools:v1" }),
+    template: template(),
+    digest: D,
+    retry: "2",
+  });
+  t.same(other.image, { image: "registry.example/tools:v1", pinning: "unpinned" }, "another repository by tag");
+  t.equal(other.job.metadata.annotations?.["migrations.coderanger.net/retry-handled"], "2");
 });

@@ -13,6 +13,11 @@
 // migrator/role/managed-by labels are set, backoffLimit is 0 (a failed migration is retried
 // deliberately, not by the Job controller), and the name is derived from (Migrator, digest) so a
 // retry, a crash or a second replica can only ever create the same Job.
+//
+// Read back (jobView), a Job is what the decisions need of it: which digest it migrates (annotation
+// `migrations.coderanger.net/digest`), whether it runs, succeeded or failed
+// (`status.conditions[type=Complete|Failed]`, else the `status.succeeded`/`status.failed` counts), and
+// under which value of the Migrator's retry annotation it was created.
 import { createHash } from "node:crypto";
 import type { Container, KubeObject, Labels, PodSpec, PodTemplateSpec } from "./k8s.ts";
 import { digestProblem, parseImageReference, pinImage, repositoryOf } from "./image-ref.ts";
@@ -113,6 +118,14 @@ export interface MigrationJobInput {
   digest: string;
   /** The application image `digest` was resolved from; default the gated container's image in `template`. */
   image?: string;
+  /** The Migrator's retry annotation value this Job answers, if any (annotated as retry-handled). */
+  retry?: string;
+}
+
+/** A migration Job and the image it runs (whose `pinning` says whether the Migrator needs a warning). */
+export interface MigrationJob {
+  job: KubeObject;
+  image: MigrationImage;
 }
 
 /** The image a migration Job runs, and why. */
@@ -151,7 +164,7 @@ export function migrationImage(specImage: string | undefined, appImage: string, 
 const POD_ONLY_FIELDS = ["nodeName", "ephemeralContainers", "priority"] as const;
 
 /** Builds the batch/v1 Job that migrates `digest` for `migrator`. Throws JobBuildError naming the Migrator. */
-export function buildMigrationJob(input: MigrationJobInput): KubeObject {
+export function buildMigrationJob(input: MigrationJobInput): MigrationJob {
   const { migrator, template, digest } = input;
   const { name, namespace, uid } = migrator.metadata;
   const where = `Migrator ${namespace ?? ""}/${name ?? "(unnamed)"}`;
@@ -179,13 +192,14 @@ export function buildMigrationJob(input: MigrationJobInput): KubeObject {
   if (appImage === undefined || appImage === "") {
     throw new JobBuildError(`${where}: container "${container.name}" has no image`);
   }
-  let pinned: string;
+  let image: MigrationImage;
   try {
-    pinned = migrationImage(spec.image, appImage, digest).image;
+    image = migrationImage(spec.image, appImage, digest);
   } catch (error) {
     throw new JobBuildError(`${where}: ${(error as Error).message}`);
   }
   const jobName = migrationJobName(name, digest);
+  const pinned = image.image;
 
   const migration: Container = structuredClone(container);
   migration.name = MIGRATION_CONTAINER_NAME;
@@ -216,11 +230,15 @@ export function buildMigrationJob(input: MigrationJobInput): KubeObject {
   const metadata: KubeObject["metadata"] = {
     name: jobName,
     labels: { ...migrator.metadata.labels, ...ours },
-    annotations: { [ANNOTATIONS.digest]: digest, [ANNOTATIONS.image]: pinned },
+    annotations: {
+      [ANNOTATIONS.digest]: digest,
+      [ANNOTATIONS.image]: pinned,
+      ...(input.retry ? { [ANNOTATIONS.retryHandled]: input.retry } : {}),
+    },
     ownerReferences: [{ apiVersion: API_VERSION, kind: KIND, name, uid, controller: true, blockOwnerDeletion: true }],
   };
   if (namespace !== undefined) metadata.namespace = namespace;
-  return {
+  const job: KubeObject = {
     apiVersion: "batch/v1",
     kind: "Job",
     metadata,
@@ -229,4 +247,67 @@ export function buildMigrationJob(input: MigrationJobInput): KubeObject {
       template: { metadata: { labels: podLabels, annotations: podAnnotations }, spec: podSpec },
     },
   };
+  return { job, image };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading migration Jobs back
+
+/** One migration Job of the Migrator, as the decisions need it. */
+export interface JobView {
+  name: string;
+  /** The `migrations.coderanger.net/digest` annotation. */
+  digest?: string;
+  state: "active" | "succeeded" | "failed";
+  /** The Migrator's retry annotation value the Job was created under. */
+  retry?: string;
+  image?: string;
+  completionTime?: string;
+}
+
+interface JobStatus {
+  active?: number;
+  succeeded?: number;
+  failed?: number;
+  completionTime?: string;
+  conditions?: { type: string; status: string }[];
+}
+
+export function jobState(job: KubeObject): JobView["state"] {
+  const status = (job.status ?? {}) as JobStatus;
+  const condition = (type: string): boolean =>
+    (status.conditions ?? []).some((c) => c.type === type && c.status === "True");
+  if (condition("Complete") || (status.succeeded ?? 0) > 0) return "succeeded";
+  if (condition("Failed") || (status.failed ?? 0) > 0) return "failed";
+  return "active";
+}
+
+export function jobView(job: KubeObject): JobView {
+  const annotations = job.metadata.annotations ?? {};
+  const view: JobView = { name: job.metadata.name ?? "", state: jobState(job) };
+  const digest = annotations[ANNOTATIONS.digest];
+  if (digest) view.digest = digest;
+  const retry = annotations[ANNOTATIONS.retryHandled];
+  if (retry) view.retry = retry;
+  const image = annotations[ANNOTATIONS.image];
+  if (image) view.image = image;
+  const completion = ((job.status ?? {}) as JobStatus).completionTime;
+  if (completion) view.completionTime = completion;
+  return view;
+}
+
+/**
+ * Is `object` (a Job or a pod) one the reconciler created for `migrator`? It carries the migrator label
+ * and a controller ownerReference to the Migrator's uid (an object of a deleted and recreated Migrator
+ * of the same name is not ours).
+ */
+export function isOwnedBy(object: KubeObject, migrator: Migrator): boolean {
+  if (object.metadata.labels?.[LABELS.migrator] !== migratorLabelValue(migrator.metadata.name ?? "")) return false;
+  return (object.metadata.ownerReferences ?? []).some(
+    (ref) =>
+      ref.controller === true &&
+      ref.kind === KIND &&
+      ref.apiVersion === API_VERSION &&
+      ref.uid === migrator.metadata.uid,
+  );
 }

@@ -82,7 +82,15 @@ export interface PodTemplateSpec {
 export interface ContainerState {
   waiting?: { reason?: string; message?: string };
   running?: { startedAt?: string };
-  terminated?: { exitCode: number; reason?: string; message?: string; startedAt?: string; finishedAt?: string };
+  terminated?: {
+    exitCode: number;
+    signal?: number;
+    reason?: string;
+    message?: string;
+    startedAt?: string;
+    finishedAt?: string;
+    containerID?: string;
+  };
 }
 
 export interface ContainerStatus {
@@ -103,11 +111,15 @@ export interface PodCondition {
   status: string;
   reason?: string;
   message?: string;
+  lastProbeTime?: string | null;
   lastTransitionTime?: string;
 }
 
 export interface PodStatus {
   phase?: string;
+  /** Set with `message` when the kubelet refused or evicted the pod (e.g. OutOfcpu, NodeAffinity, Evicted). */
+  reason?: string;
+  message?: string;
   conditions?: PodCondition[];
   initContainerStatuses?: ContainerStatus[];
   containerStatuses?: ContainerStatus[];
@@ -118,6 +130,14 @@ export interface PodStatus {
 export interface Pod extends KubeObject {
   spec: PodSpec;
   status?: PodStatus;
+}
+
+/** A Node, as far as the reconciler reads one: which container runtime its kubelet talks to. */
+export interface Node extends KubeObject {
+  status?: {
+    nodeInfo?: { containerRuntimeVersion?: string; kubeletVersion?: string; [field: string]: unknown };
+    [field: string]: unknown;
+  };
 }
 
 /** A Kubernetes-style status condition (metav1.Condition). */

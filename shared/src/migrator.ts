@@ -60,6 +60,14 @@ export interface Migrator extends KubeObject {
   status?: MigratorStatus;
 }
 
+/** The digests recorded as migrated (history plus lastSuccessfulMigration). */
+export function migratedDigests(status: MigratorStatus | undefined): Set<string> {
+  const set = new Set<string>();
+  for (const record of status?.migratedDigests ?? []) if (typeof record?.digest === "string") set.add(record.digest);
+  if (status?.lastSuccessfulMigration) set.add(status.lastSuccessfulMigration);
+  return set;
+}
+
 /** How many migrated digests status.migratedDigests keeps. */
 export const MIGRATED_DIGESTS_LIMIT = 20;
 
@@ -80,8 +88,34 @@ export const REASONS = {
   PinFailed: "PinFailed",
   InvalidSpec: "InvalidSpec",
   TemplateNotFound: "TemplateNotFound",
+  /**
+   * The node's container runtime cannot answer a probe (CRI-O fails the probe's container before it
+   * records an imageID): the digest of a gated pod there cannot be read; the message names the runtime.
+   */
+  UnsupportedRuntime: "UnsupportedRuntime",
 } as const;
 export type Reason = (typeof REASONS)[keyof typeof REASONS];
+
+/** Event reasons that are not condition reasons. */
+export const EVENT_REASONS = {
+  /**
+   * A migration Job was created with a spec.image of another repository by tag, so what it runs may
+   * change under that tag (see migrationImage in job.ts).
+   */
+  MigrationImageNotPinned: "MigrationImageNotPinned",
+} as const;
+
+/** Reasons whose Events are of type Warning: someone has to act. */
+export const WARNING_REASONS: ReadonlySet<string> = new Set([
+  REASONS.Failed,
+  REASONS.ProbeFailed,
+  REASONS.NoDigest,
+  REASONS.PinFailed,
+  REASONS.InvalidSpec,
+  REASONS.TemplateNotFound,
+  REASONS.UnsupportedRuntime,
+  EVENT_REASONS.MigrationImageNotPinned,
+]);
 
 /** Annotations and labels, all under the upstream API group. */
 export const ANNOTATIONS = {
@@ -93,6 +127,8 @@ export const ANNOTATIONS = {
   image: `${GROUP}/image`,
   /** On a Migrator: set to any new value to retry the current digest after a failure. */
   retry: `${GROUP}/retry`,
+  /** On a migration Job: the Migrator's retry annotation value it was created under. */
+  retryHandled: `${GROUP}/retry-handled`,
   /** On a workload: generate a Migrator for it with this command (JSON array or a shell-style string). */
   command: `${GROUP}/command`,
   /** On a workload, with `command`: args of the generated Migrator (JSON array). */

@@ -7,14 +7,12 @@ import {
   compareNewestFirst,
   decideMigration,
   isGated,
-  mayRelease,
-  probeOutcome,
-  probeServes,
   recordMigration,
   resolvePodDigest,
   wantedDigest,
 } from "./protocol.ts";
-import type { Candidate, JobView, MigrationInput } from "./protocol.ts";
+import type { JobView } from "./job.ts";
+import type { Candidate, MigrationInput } from "./protocol.ts";
 
 const D1 = `sha256:${"1".repeat(64)}`;
 const D2 = `sha256:${"2".repeat(64)}`;
@@ -61,7 +59,7 @@ t.test("isGated", async (t) => {
   t.equal(isGated(pod({ waiter: "running" }), "other"), false, "another Migrator's waiter");
 });
 
-t.test("resolvePodDigest follows DESIGN's order", async (t) => {
+t.test("resolvePodDigest follows the protocol's order", async (t) => {
   const cases: {
     name: string;
     pod: Pod;
@@ -93,40 +91,6 @@ t.test("resolvePodDigest follows DESIGN's order", async (t) => {
     t.equal(got.kind, c.want, c.name);
     if (c.digest !== undefined) t.equal(got.kind === "digest" ? got.digest : undefined, c.digest, `${c.name}: digest`);
   }
-});
-
-t.test("probeOutcome", async (t) => {
-  const probe = (status: Record<string, unknown>): Pod => ({
-    apiVersion: "v1",
-    kind: "Pod",
-    metadata: { name: "probe-x" },
-    spec: { nodeName: "node-1", containers: [{ name: "probe", image: "app:latest" }] },
-    status: { containerStatuses: [{ name: "probe", image: "app:latest", imageID: "", ready: false, ...status }] },
-  });
-  t.same(
-    probeOutcome(
-      probe({ imageID: `app@${D1}`, state: { terminated: { exitCode: 128, reason: "StartError" } } }),
-      "probe",
-    ),
-    {
-      kind: "digest",
-      digest: D1,
-    },
-  );
-  t.equal(
-    probeOutcome(probe({ state: { waiting: { reason: "ImagePullBackOff", message: "nope" } } }), "probe").kind,
-    "failed",
-  );
-  t.equal(probeOutcome(probe({ state: { waiting: { reason: "ContainerCreating" } } }), "probe").kind, "pending");
-  t.equal(probeOutcome(probe({ imageID: `docker://${D1}` }), "probe").kind, "noDigest");
-  t.equal(probeOutcome({ ...probe({}), status: {} }, "probe").kind, "pending", "no status yet");
-});
-
-t.test("probeServes only pods created no later than the probe", async (t) => {
-  t.ok(probeServes("2024-01-01T00:00:10Z", "2024-01-01T00:00:09Z"));
-  t.ok(probeServes("2024-01-01T00:00:10Z", "2024-01-01T00:00:10Z"));
-  t.notOk(probeServes("2024-01-01T00:00:10Z", "2024-01-01T00:00:11Z"));
-  t.notOk(probeServes(undefined, "2024-01-01T00:00:11Z"));
 });
 
 const digestOf = (d: string): Candidate["resolution"] => ({ kind: "digest", digest: d, source: "status" });
@@ -256,6 +220,14 @@ t.test("decideMigration", async (t) => {
       ready: false,
     },
     {
+      name: "failed, new retry value, but another digest's Job runs: the retry waits for it",
+      input: input({ jobs: [job(D2, "failed", { retry: "1" }), job(D1, "active")], retry: "2" }),
+      action: "none",
+      reason: REASONS.Running,
+      ready: false,
+      stale: [],
+    },
+    {
       name: "another digest still migrating: wait for it, never interrupt",
       input: input({ jobs: [job(D1, "active")] }),
       action: "none",
@@ -336,23 +308,4 @@ t.test("recordMigration keeps a bounded, deduplicated history, newest first", as
     [D3, D1],
   );
   t.throws(() => recordMigration({}, { ...rec(D1), digest: "latest" }), /cannot record/);
-});
-
-t.test("mayRelease", async (t) => {
-  const running = { reason: REASONS.Running, message: "Job db-2 is migrating" };
-  t.same(mayRelease({ pinned: D1, status: history(D1) }), {
-    ready: true,
-    reason: "Migrated",
-    message: `${D1} is migrated`,
-    digest: D1,
-  });
-  t.equal(mayRelease({ pinned: D1, status: history(D2, D1) }).ready, true, "rollback to a migrated digest");
-  t.equal(mayRelease({ pinned: undefined, status: history(D1) }).ready, false, "not pinned yet");
-  const waiting = mayRelease({ pinned: D2, status: { ...history(D1), currentDigest: D2 }, condition: running });
-  t.equal(waiting.ready, false);
-  t.equal(waiting.reason, REASONS.Running);
-  t.equal(
-    mayRelease({ pinned: undefined, status: {}, condition: { reason: REASONS.NoDigest, message: "x" } }).reason,
-    REASONS.NoDigest,
-  );
 });

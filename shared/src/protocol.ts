@@ -1,13 +1,14 @@
-// The digest protocol's decisions (DESIGN.md, "The digest protocol"), as pure functions of a
-// snapshot: which digest a pod runs, which digest is wanted, what to do about migration Jobs, what
-// the Migrator's status says and whether a gated pod may start. The reconciler is thin I/O around
-// these; everything here is table-tested and never touches the network or the clock.
+// The digest protocol's decisions (docs/how-it-works.md, "The digest protocol"), as pure functions:
+// which digest a pod runs, which digest is wanted, what to do about migration Jobs and how a success
+// is recorded. plan.ts composes them (with probe.ts and the waiter protocol) into one Plan per
+// Migrator; everything here is table-tested and never touches the network or the clock.
 import { digestFromImageID } from "./image-id.ts";
-import { digestProblem, parseImageReference, shortDigest } from "./image-ref.ts";
+import { digestProblem, pinnedDigest, shortDigest } from "./image-ref.ts";
+import type { JobView } from "./job.ts";
 import type { Pod } from "./k8s.ts";
-import { MIGRATED_DIGESTS_LIMIT, REASONS } from "./migrator.ts";
+import { MIGRATED_DIGESTS_LIMIT, REASONS, migratedDigests } from "./migrator.ts";
 import type { MigrationRecord, MigratorStatus, Reason } from "./migrator.ts";
-import { waiterContainerName } from "./waiter.ts";
+import { waiterContainerName } from "./waiter-protocol.ts";
 
 // ---------------------------------------------------------------------------------------------
 // 1. Resolving the digest a pod's gated container runs
@@ -21,17 +22,6 @@ export type Resolution =
   | { kind: "pulling" }
   /** The node reports an imageID that carries no repository digest: never guessed. */
   | { kind: "noDigest"; message: string };
-
-/** The digest after "@" in an image reference, if the reference is pinned (`name[:tag]@sha256:…`). */
-export function pinnedDigest(image: string | undefined): string | undefined {
-  if (image === undefined || !image.includes("@")) return undefined;
-  try {
-    return parseImageReference(image).digest;
-  } catch {
-    // An unparsable image is not pinned; the kubelet reports InvalidImageName for it.
-    return undefined;
-  }
-}
 
 /**
  * Is `pod` still held by the waiter of `migratorName`? The waiter is the init container named
@@ -47,7 +37,7 @@ export function isGated(pod: Pod, migratorName: string): boolean {
 }
 
 /**
- * The digest of container `container` of `pod`, in DESIGN's order: the spec pinned by digest, then
+ * The digest of container `container` of `pod`, in the protocol's order: the spec pinned by digest, then
  * the status imageID (`status.containerStatuses[name].imageID`), else a probe (gated pods) or the
  * kubelet's own pull (ungated pods). A status imageID without a repository digest is NoDigest.
  */
@@ -63,58 +53,6 @@ export function resolvePodDigest(pod: Pod, container: string, gated: boolean): R
     return { kind: "noDigest", message: `pod ${pod.metadata.name} container ${container}: ${parsed.message}` };
   }
   return gated ? { kind: "needsProbe" } : { kind: "pulling" };
-}
-
-/** What a probe pod's status says about the image it pulled. */
-export type ProbeOutcome =
-  | { kind: "pending"; message: string }
-  | { kind: "digest"; digest: string }
-  | { kind: "failed"; reason: string; message: string }
-  | { kind: "noDigest"; message: string };
-
-/** Waiting reasons of a container whose image cannot be pulled (kubelet images package). */
-export const PULL_FAILURE_REASONS: readonly string[] = [
-  "ErrImagePull",
-  "ImagePullBackOff",
-  "InvalidImageName",
-  "ErrImageNeverPull",
-  "RegistryUnavailable",
-  "ImageInspectError",
-];
-
-/**
- * Reads a probe pod: the kubelet sets `imageID` on the container status once the image is pulled
- * and the container was created, even though its command cannot start (StartError); a pull
- * failure shows as a waiting reason (ErrImagePull, ImagePullBackOff…).
- */
-export function probeOutcome(probe: Pod, container: string): ProbeOutcome {
-  const status = (probe.status?.containerStatuses ?? []).find((s) => s.name === container);
-  const imageID = status?.imageID ?? "";
-  if (imageID !== "") {
-    const parsed = digestFromImageID(imageID);
-    if (parsed.ok) return { kind: "digest", digest: parsed.digest };
-    return { kind: "noDigest", message: `probe pod ${probe.metadata.name}: ${parsed.message}` };
-  }
-  const waiting = status?.state?.waiting;
-  if (waiting?.reason !== undefined && PULL_FAILURE_REASONS.includes(waiting.reason)) {
-    return {
-      kind: "failed",
-      reason: waiting.reason,
-      message: `probe pod ${probe.metadata.name} on node ${probe.spec.nodeName ?? "?"} cannot pull ${status?.image ?? "the image"}: ${waiting.reason}${waiting.message ? `: ${waiting.message}` : ""}`,
-    };
-  }
-  const node = probe.spec.nodeName ?? "?";
-  return { kind: "pending", message: `probe pod ${probe.metadata.name} is pulling the image on node ${node}` };
-}
-
-/**
- * May a probe started at `probeCreated` answer for a pod created at `podCreated`? Only pods that
- * existed when the probe started: a later pod may have been created after the tag moved.
- * Timestamps are RFC 3339 with one-second resolution, so the same second counts as "before".
- */
-export function probeServes(probeCreated: string | undefined, podCreated: string | undefined): boolean {
-  if (probeCreated === undefined || podCreated === undefined) return false;
-  return Date.parse(podCreated) <= Date.parse(probeCreated);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,26 +132,6 @@ export function wantedDigest(candidates: readonly Candidate[]): Wanted {
 
 // ---------------------------------------------------------------------------------------------
 // 3. Migration Jobs
-
-/** One migration Job of the Migrator, as the decisions need it. */
-export interface JobView {
-  name: string;
-  /** The `migrations.coderanger.net/digest` annotation. */
-  digest?: string;
-  state: "active" | "succeeded" | "failed";
-  /** The Migrator's retry annotation value the Job was created under. */
-  retry?: string;
-  image?: string;
-  completionTime?: string;
-}
-
-/** The digests recorded as migrated (history plus lastSuccessfulMigration). */
-export function migratedDigests(status: MigratorStatus | undefined): Set<string> {
-  const set = new Set<string>();
-  for (const record of status?.migratedDigests ?? []) if (typeof record?.digest === "string") set.add(record.digest);
-  if (status?.lastSuccessfulMigration) set.add(status.lastSuccessfulMigration);
-  return set;
-}
 
 export interface MigrationInput {
   wanted: Wanted;
@@ -326,8 +244,19 @@ export function decideMigration(input: MigrationInput): MigrationDecision {
       currentJob: own.name,
     };
   }
+  const other = input.jobs.find((j) => j.state === "active");
   if (own !== undefined && own.state === "failed") {
     const retry = input.retry ?? "";
+    if (retry !== "" && retry !== (own.retry ?? "") && other !== undefined) {
+      return {
+        action: { kind: "none" },
+        stale,
+        ready: false,
+        reason: REASONS.Running,
+        message: `Job ${other.name} is migrating ${other.digest ?? "an older digest"}; the retry of ${digest} starts after it`,
+        currentJob: own.name,
+      };
+    }
     if (retry !== "" && retry !== (own.retry ?? "")) {
       return {
         action: { kind: "retry", job: own, digest },
@@ -349,7 +278,6 @@ export function decideMigration(input: MigrationInput): MigrationDecision {
       currentJob: own.name,
     };
   }
-  const other = input.jobs.find((j) => j.state === "active");
   if (other !== undefined) {
     return {
       action: { kind: "none" },
@@ -390,53 +318,5 @@ export function recordMigration(
     lastSuccessfulMigration: record.digest,
     lastSuccessfulMigrationShort: shortDigest(record.digest),
     migratedDigests: history,
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// 4. Releasing a gated pod
-
-export interface ReleaseInput {
-  /** The digest the pod's gated container image is pinned to (spec), if pinned. */
-  pinned?: string;
-  status: MigratorStatus | undefined;
-  /** The Migrator's Ready condition (reason/message), to explain a wait. */
-  condition?: { reason: string; message: string };
-}
-
-export interface ReleaseAnswer {
-  ready: boolean;
-  reason: string;
-  message: string;
-  digest?: string;
-}
-
-/**
- * A gated pod may start when its gated container is pinned to a digest (so it runs exactly those
- * bytes) and that digest is recorded as migrated for the Migrator. A digest migrated before — a
- * rollback — releases at once.
- */
-export function mayRelease(input: ReleaseInput): ReleaseAnswer {
-  const condition = input.condition;
-  if (input.pinned === undefined) {
-    const reason = condition?.reason && condition.reason !== REASONS.Succeeded ? condition.reason : REASONS.Probing;
-    return {
-      ready: false,
-      reason,
-      message: `the image digest of this pod is not resolved and pinned yet${condition?.message ? `: ${condition.message}` : ""}`,
-    };
-  }
-  const digest = input.pinned;
-  if (migratedDigests(input.status).has(digest)) {
-    return { ready: true, reason: "Migrated", message: `${digest} is migrated`, digest };
-  }
-  if (input.status?.currentDigest === digest && condition !== undefined) {
-    return { ready: false, reason: condition.reason, message: condition.message, digest };
-  }
-  return {
-    ready: false,
-    reason: REASONS.Running,
-    message: `${digest} is not migrated yet${condition?.message ? `: ${condition.message}` : ""}`,
-    digest,
   };
 }

@@ -1,7 +1,9 @@
 // Checks of a Migrator's spec that its schema cannot express, shared by the plugin (an error naming
 // the file) and the reconciler (condition InvalidSpec): one wording, one rule. The selector's own
-// grammar is checked by compileSelector (selector.ts).
-import type { MigratorSpec } from "./migrator.ts";
+// grammar is checked by compileSelector (selector.ts); selectorsOf gives both checks at once.
+import type { Labels } from "./k8s.ts";
+import type { Migrator, MigratorSpec } from "./migrator.ts";
+import { SelectorError, compileSelector } from "./selector.ts";
 
 /** What is wrong with `spec`, outside the selector's grammar, as `spec.<field>: <reason>`; undefined if nothing. */
 export function migratorSpecProblem(spec: unknown): string | undefined {
@@ -26,4 +28,25 @@ export function migratorSpecProblem(spec: unknown): string | undefined {
     return "spec.container: must be a string";
   }
   return undefined;
+}
+
+export type MigratorSelectors =
+  | { ok: true; select: (l: Labels | undefined) => boolean; template: (l: Labels | undefined) => boolean }
+  | { ok: false; message: string };
+
+/** The compiled spec.selector and spec.templateSelector of a Migrator, or why its spec is invalid. */
+export function selectorsOf(migrator: Migrator): MigratorSelectors {
+  const where = `Migrator ${migrator.metadata.namespace}/${migrator.metadata.name}`;
+  const problem = migratorSpecProblem(migrator.spec);
+  if (problem !== undefined) return { ok: false, message: `${where} ${problem}` };
+  try {
+    return {
+      ok: true,
+      select: compileSelector(migrator.spec.selector, `${where} spec.selector`),
+      template: compileSelector(migrator.spec.templateSelector, `${where} spec.templateSelector`),
+    };
+  } catch (error) {
+    if (error instanceof SelectorError) return { ok: false, message: error.message };
+    throw error;
+  }
 }

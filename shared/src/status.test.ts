@@ -1,7 +1,6 @@
 import t from "tap";
-import { REASONS } from "@digest-migrations/shared";
-import type { Migrator } from "@digest-migrations/shared";
-import type { MigratorStatus } from "@digest-migrations/shared";
+import { REASONS } from "./migrator.ts";
+import type { Migrator, MigratorStatus } from "./migrator.ts";
 import { nextStatus, readyReason, statusChanged } from "./status.ts";
 
 /** A deep copy with every object's keys sorted, as the API server returns custom resources. */

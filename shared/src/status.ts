@@ -2,15 +2,9 @@
 // (reason from REASONS, a message that says what happens now), currentDigest/currentImage/
 // currentJob and observedGeneration. Written through the status subresource with the cached
 // resourceVersion (optimistic concurrency: a 409 means the cache is behind; reconcile again).
-import {
-  CONDITION_MIGRATIONS_READY,
-  CONDITION_READY,
-  REASONS,
-  findCondition,
-  sameConditions,
-  setCondition,
-} from "@digest-migrations/shared";
-import type { Migrator, MigratorStatus } from "@digest-migrations/shared";
+import { findCondition, sameConditions, setCondition } from "./conditions.ts";
+import { CONDITION_MIGRATIONS_READY, CONDITION_READY, REASONS } from "./migrator.ts";
+import type { Migrator, MigratorStatus } from "./migrator.ts";
 
 export interface StatusInput {
   ready: boolean;
