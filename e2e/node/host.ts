@@ -127,7 +127,7 @@ function removeCgroups(root: string, problems: string[]): void {
   for (let round = 0; round < 50; round++) {
     let left = 0;
     for (const d of dirs) {
-      let procs: string[] = [];
+      let procs: string[];
       try {
         procs = fs.readFileSync(path.join(d, "cgroup.procs"), "utf8").split("\n").filter(Boolean);
       } catch {
@@ -180,7 +180,7 @@ function unmountUnder(dir: string, problems: string[]): void {
  *  lives there) and containerd's shims (their socket address does), which outlive containerd. */
 function killProcessesOf(dir: string): void {
   for (const pid of fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    let cmdline = "";
+    let cmdline: string;
     try {
       cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
     } catch {

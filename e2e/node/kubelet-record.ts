@@ -42,7 +42,7 @@ function pod(name: string, spec: Partial<Pod["spec"]>): Pod {
     kind: "Pod",
     metadata: { name },
     spec: { restartPolicy: "Never", terminationGracePeriodSeconds: 0, containers: [], ...spec },
-  } as Pod;
+  };
 }
 
 async function create(ctx: RecordContext, p: Pod): Promise<void> {
@@ -217,8 +217,9 @@ export function readFixtures(): Record<string, KubeletRecording> {
 export function summarize(rec: KubeletRecording): unknown {
   const statuses = (list: NonNullable<Pod["status"]>["containerStatuses"]): unknown[] =>
     (list ?? []).map((c) => {
-      const [kind, detail] = Object.entries(c.state ?? {})[0] ?? ["none", {}];
-      const d = (detail ?? {}) as { reason?: string; exitCode?: number };
+      const entry: [string, unknown] = Object.entries(c.state ?? {})[0] ?? ["none", {}];
+      const kind = entry[0];
+      const d = (entry[1] ?? {}) as { reason?: string; exitCode?: number };
       return {
         name: c.name,
         state: kind,

@@ -22,7 +22,7 @@ const cases: { name: string; faults: Fault[] }[] = [
 ];
 
 for (const c of cases) {
-  t.test(`${c.name} mid-migration: everything recovers by itself, one run per digest`, async (t) => {
+  void t.test(`${c.name} mid-migration: everything recovers by itself, one run per digest`, async (t) => {
     const clock = timings(t);
     const shop = await startShop(t);
     const rows: (string | number)[][] = [];

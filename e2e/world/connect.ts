@@ -28,6 +28,7 @@ export function readWorldInfo(file: string): WorldInfo {
   } catch (err) {
     throw new Error(
       `DM_WORLD=${file}: ${(err as Error).message} (is the run that started it still going? e2e/world/run.ts)`,
+      { cause: err },
     );
   }
 }

@@ -191,7 +191,7 @@ export async function startWorld(log: (line: string) => void = () => {}): Promis
     const built = builtResult.value;
     const started = startedResult.value;
     const control = await serveControl(started.cluster, started.node);
-    stopControl = control.close;
+    stopControl = () => control.close();
     const reconciler = await push(built.reconciler, started.node.registry.ref("digest-migrations/reconciler:e2e"));
     const plugin = await push(built.plugin, started.node.registry.ref("digest-migrations/plugin:e2e"));
 
