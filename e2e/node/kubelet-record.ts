@@ -7,6 +7,7 @@
 //   node e2e/node/kubelet-record.ts     # inside a world (e2e/world/run.ts): rewrite the fixtures
 import fs from "node:fs";
 import path from "node:path";
+import { PROBE_COMMAND } from "@digest-migrations/shared";
 import type { Pod } from "@digest-migrations/shared";
 import type { KubeClient } from "../kit/client.ts";
 import { waitFor } from "../kit/wait.ts";
@@ -17,6 +18,9 @@ export const FIXTURE_DIR = path.join(repoRoot, "shared/src/testdata/kubelet-1.20
 /** A recorded situation: what was asked of the kubelet, and the status it wrote. */
 export interface KubeletRecording {
   situation: string;
+  /** the image (by tag) the recording ran, and the digest its tag pointed at */
+  image: string;
+  digest: string;
   /** the pod as created (spec only: names and images are this recording's) */
   spec: Pod["spec"];
   status: NonNullable<Pod["status"]>;
@@ -72,16 +76,14 @@ const init = (p: Pod, name: string) => p.status?.initContainerStatuses?.find((c)
 export async function recordKubelet(ctx: RecordContext): Promise<Record<string, KubeletRecording>> {
   const out: Record<string, KubeletRecording> = {};
   const keep = (file: string, situation: string, p: Pod): void => {
-    out[file] = { situation, spec: p.spec, status: p.status ?? {} };
+    out[file] = { situation, image: ctx.image, digest: ctx.digest, spec: p.spec, status: p.status ?? {} };
   };
 
-  // A probe: a command that cannot exist, restartPolicy Never, pull Always.
+  // A probe as the reconciler makes it: its command cannot exist, restartPolicy Never, pull Always.
   await create(
     ctx,
     pod("probe", {
-      containers: [
-        { name: "probe", image: ctx.image, imagePullPolicy: "Always", command: ["digest-migrations-no-such-command"] },
-      ],
+      containers: [{ name: "probe", image: ctx.image, imagePullPolicy: "Always", command: [PROBE_COMMAND] }],
     }),
   );
   keep(
@@ -131,32 +133,40 @@ export async function recordKubelet(ctx: RecordContext): Promise<Record<string, 
     await until(ctx, "released", "the app running", (p) => Boolean(container(p, "app")?.state?.running)),
   );
 
-  // A tag the registry does not have.
-  await create(ctx, pod("missing", { containers: [{ name: "app", image: ctx.missingImage, command: sleeper }] }));
+  // Probes whose image cannot be pulled: a tag the registry does not have, a registry nobody answers on.
+  const probeOf = (image: string): Partial<Pod["spec"]> => ({
+    containers: [{ name: "probe", image, imagePullPolicy: "Always", command: [PROBE_COMMAND] }],
+  });
+  await create(ctx, pod("missing", probeOf(ctx.missingImage)));
   keep(
     "pull-missing-image.json",
-    "an image tag the registry does not have (waiting, no imageID)",
+    "a probe of an image tag the registry does not have: the pull failed (waiting, no imageID)",
+    await until(
+      ctx,
+      "missing",
+      "ErrImagePull",
+      (p) => container(p, "probe")?.state?.waiting?.reason === "ErrImagePull",
+    ),
+  );
+  keep(
+    "pull-missing-image-backoff.json",
+    "the same probe a moment later: backing off between pulls (waiting, no imageID)",
     await until(
       ctx,
       "missing",
       "ImagePullBackOff",
-      (p) => container(p, "app")?.state?.waiting?.reason === "ImagePullBackOff",
+      (p) => container(p, "probe")?.state?.waiting?.reason === "ImagePullBackOff",
     ),
   );
-
-  // A registry nobody answers on.
-  await create(
-    ctx,
-    pod("unreachable", { containers: [{ name: "app", image: ctx.unreachableImage, command: sleeper }] }),
-  );
+  await create(ctx, pod("unreachable", probeOf(ctx.unreachableImage)));
   keep(
     "pull-unreachable-registry.json",
-    "an image on a registry address nothing listens on",
+    "a probe of an image on a registry address nothing listens on: the pull failed (waiting, no imageID)",
     await until(
       ctx,
       "unreachable",
       "ErrImagePull",
-      (p) => container(p, "app")?.state?.waiting?.reason === "ErrImagePull",
+      (p) => container(p, "probe")?.state?.waiting?.reason === "ErrImagePull",
     ),
   );
 
@@ -166,7 +176,7 @@ export async function recordKubelet(ctx: RecordContext): Promise<Record<string, 
     pod("refused", {
       nodeName: ctx.nodeName,
       nodeSelector: { "digest-migrations.example/no-such-label": "x" },
-      containers: [{ name: "probe", image: ctx.image, command: ["digest-migrations-no-such-command"] }],
+      containers: [{ name: "probe", image: ctx.image, command: [PROBE_COMMAND] }],
     }),
   );
   keep(
@@ -180,7 +190,7 @@ export async function recordKubelet(ctx: RecordContext): Promise<Record<string, 
     ctx,
     pod("crashloop", {
       restartPolicy: "OnFailure",
-      containers: [{ name: "probe", image: ctx.image, command: ["digest-migrations-no-such-command"] }],
+      containers: [{ name: "probe", image: ctx.image, command: [PROBE_COMMAND] }],
     }),
   );
   keep(

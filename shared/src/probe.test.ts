@@ -173,7 +173,7 @@ t.test("readProbe decides every state a kubelet leaves a probe in", async (t) =>
       want: {
         kind: "failed",
         reason: "ErrImagePull",
-        message: /cannot pull 127\.0\.0\.1:5000\/app:latest: ErrImagePull: rpc error/,
+        message: /cannot pull 127\.0\.0\.1:5000\/app:never-pushed: ErrImagePull: rpc error/,
       },
     },
     {

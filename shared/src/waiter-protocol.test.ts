@@ -141,7 +141,7 @@ const app = (status: PodStatus): ContainerStatus => status.containerStatuses!.fi
 t.test("kubeletSeesPin: the kubelet's own status names the pinned reference, or ran the digest", (t) => {
   t.notOk(kubeletSeesPin(app(GATED_BEFORE_PIN), IMAGE.digest), "before its next sync the status still names the tag");
   t.ok(kubeletSeesPin(app(GATED_PIN_SEEN), IMAGE.digest), "the status image ends with @digest");
-  t.ok(kubeletSeesPin(app(RUNNING_PINNED), IMAGE.digest), "running: image is a config ID, imageID has the digest");
+  t.ok(kubeletSeesPin(app(RUNNING_PINNED), IMAGE.digest), "running: image shows the tag again, imageID has the digest");
   t.notOk(kubeletSeesPin(app(GATED_PIN_SEEN), D1), "pinned to another digest");
   t.notOk(kubeletSeesPin(undefined, IMAGE.digest), "no status at all");
   t.notOk(

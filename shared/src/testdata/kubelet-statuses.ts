@@ -1,8 +1,9 @@
 // Pod and node statuses as a kubelet 1.20 writes them, for the plan's and the release rule's tests:
-// plain JSON in exactly the shape of `kubectl get pod -o json` .status (and a Node's .status.nodeInfo),
-// with containerd 1.6 / runc 1.1 wording where the runtime words it. Every value here is a literal, so
-// each constant can be replaced by a status recorded from a real node without touching the tests: they
-// read only the constants below, and the names, image and digest in IMAGE.
+// plain JSON in exactly the shape of `kubectl get pod -o json` .status (and a Node's .status.nodeInfo).
+// Where the situation happens on the test's real node (kubelet 1.20.2, containerd 1.6, runc 1.1), the
+// status is the one recorded there (kubelet-1.20/*.json, written by e2e/node/kubelet-record.ts and
+// checked again on every e2e run), with the recording's image, digest and container names replaced by
+// the ones below; the rest (CRI-O, resource pressure, eviction) are literals in the same shape.
 //
 // What a real kubelet does, and these statuses show:
 // - a container it has not created yet is `waiting` with reason `PodInitializing` (while init containers
@@ -14,6 +15,7 @@
 // - a pull failure waits in `ErrImagePull`, then `ImagePullBackOff`, `imageID: ""`;
 // - a pod the kubelet's admission refuses (resources, node affinity) is Failed with `status.reason` and
 //   `status.message` and no container statuses at all.
+import { readFileSync } from "node:fs";
 import type { PodStatus } from "../k8s.ts";
 
 /** The image and digests the statuses below speak of. */
@@ -35,6 +37,25 @@ export const WAITER_CONTAINER = "migrate-wait-web";
 export const APP_CONTAINER = "app";
 export const PROBE_CONTAINER = "probe";
 export const PROBE_COMMAND = "/digest-migrations-probe-does-not-exist";
+
+/**
+ * A status the real kubelet wrote (kubelet-1.20/<file>), in the words of these tests: the recording's
+ * image repository and digest become IMAGE's, its waiter container is WAITER_CONTAINER.
+ */
+function recorded(file: string): PodStatus {
+  const rec = JSON.parse(readFileSync(new URL(`./kubelet-1.20/${file}`, import.meta.url), "utf8")) as {
+    image: string;
+    digest: string;
+    status: PodStatus;
+  };
+  const repository = rec.image.slice(0, rec.image.lastIndexOf(":"));
+  const text = JSON.stringify(rec.status)
+    .replaceAll(rec.digest, IMAGE.digest)
+    .replaceAll(repository, IMAGE.repository)
+    .replaceAll('"migrate-wait-db"', JSON.stringify(WAITER_CONTAINER))
+    .replaceAll("[migrate-wait-db]", `[${WAITER_CONTAINER}]`);
+  return JSON.parse(text) as PodStatus;
+}
 
 const CREATED = "2026-12-01T10:00:00Z";
 
@@ -78,78 +99,13 @@ const waiterRunning = {
 };
 
 /** A gated pod: its waiter runs, the app container was never created (the spec names a tag). */
-export const GATED_BEFORE_PIN: PodStatus = {
-  phase: "Pending",
-  conditions: gatedConditions,
-  hostIP: "127.0.0.1",
-  podIP: "10.88.0.12",
-  podIPs: [{ ip: "10.88.0.12" }],
-  startTime: CREATED,
-  initContainerStatuses: [waiterRunning],
-  containerStatuses: [
-    {
-      name: APP_CONTAINER,
-      state: { waiting: { reason: "PodInitializing" } },
-      lastState: {},
-      ready: false,
-      restartCount: 0,
-      image: IMAGE.tag,
-      imageID: "",
-      started: false,
-    },
-  ],
-  qosClass: "BestEffort",
-};
+export const GATED_BEFORE_PIN: PodStatus = recorded("gated-waiting.json");
 
 /** The same pod after its spec was pinned and the kubelet synced it: `image` is the patched reference. */
-export const GATED_PIN_SEEN: PodStatus = {
-  ...GATED_BEFORE_PIN,
-  containerStatuses: GATED_BEFORE_PIN.containerStatuses!.map((s) => ({ ...s, image: IMAGE.pinned })),
-};
+export const GATED_PIN_SEEN: PodStatus = recorded("gated-pinned.json");
 
-/** Released and running the pinned digest: `image` shows the configuration ID, `imageID` the digest. */
-export const RUNNING_PINNED: PodStatus = {
-  phase: "Running",
-  conditions: [
-    { type: "Initialized", status: "True", lastProbeTime: null, lastTransitionTime: "2026-12-01T10:00:09Z" },
-    { type: "Ready", status: "True", lastProbeTime: null, lastTransitionTime: "2026-12-01T10:00:11Z" },
-    { type: "ContainersReady", status: "True", lastProbeTime: null, lastTransitionTime: "2026-12-01T10:00:11Z" },
-    { type: "PodScheduled", status: "True", lastProbeTime: null, lastTransitionTime: CREATED },
-  ],
-  hostIP: "127.0.0.1",
-  podIP: "10.88.0.12",
-  podIPs: [{ ip: "10.88.0.12" }],
-  startTime: CREATED,
-  initContainerStatuses: [
-    {
-      ...waiterRunning,
-      state: {
-        terminated: {
-          exitCode: 0,
-          reason: "Completed",
-          startedAt: "2026-12-01T10:00:01Z",
-          finishedAt: "2026-12-01T10:00:09Z",
-          containerID: waiterRunning.containerID,
-        },
-      },
-      ready: true,
-    },
-  ],
-  containerStatuses: [
-    {
-      name: APP_CONTAINER,
-      state: { running: { startedAt: "2026-12-01T10:00:10Z" } },
-      lastState: {},
-      ready: true,
-      restartCount: 0,
-      image: IMAGE.configID,
-      imageID: `${IMAGE.repository}@${IMAGE.digest}`,
-      containerID: "containerd://9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b",
-      started: true,
-    },
-  ],
-  qosClass: "BestEffort",
-};
+/** Released and running the pinned digest: `image` shows the tag again (the runtime's name for the image), `imageID` the digest. */
+export const RUNNING_PINNED: PodStatus = recorded("released-running.json");
 
 // ---------------------------------------------------------------------------------------------
 // Probe pods (one container, named "probe", command PROBE_COMMAND, restartPolicy Never)
@@ -201,37 +157,7 @@ function probeWaiting(reason: string, message: string | undefined, imageID = "")
 export const PROBE_CONTAINER_CREATING: PodStatus = probeWaiting("ContainerCreating", undefined);
 
 /** containerd: the container was created (imageID recorded), its start failed; phase Failed ≈ 2 s after creation. */
-export const PROBE_START_ERROR: PodStatus = {
-  phase: "Failed",
-  conditions: probeConditions("ContainersNotReady", `containers with unready status: [${PROBE_CONTAINER}]`),
-  hostIP: "127.0.0.1",
-  podIP: "10.88.0.13",
-  podIPs: [{ ip: "10.88.0.13" }],
-  startTime: PROBE_CREATED,
-  containerStatuses: [
-    {
-      name: PROBE_CONTAINER,
-      state: {
-        terminated: {
-          exitCode: 128,
-          reason: "StartError",
-          message: `failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: "${PROBE_COMMAND}": stat ${PROBE_COMMAND}: no such file or directory: unknown`,
-          startedAt: "1970-01-01T00:00:00Z",
-          finishedAt: "2026-12-01T10:00:07Z",
-          containerID: "containerd://0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d",
-        },
-      },
-      lastState: {},
-      ready: false,
-      restartCount: 0,
-      image: IMAGE.tag,
-      imageID: `${IMAGE.repository}@${IMAGE.digest}`,
-      containerID: "containerd://0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d",
-      started: false,
-    },
-  ],
-  qosClass: "Burstable",
-};
+export const PROBE_START_ERROR: PodStatus = recorded("probe-start-error.json");
 
 /** containerd with restartPolicy OnFailure: the start failed and is retried; imageID is there. */
 export const PROBE_RUN_CONTAINER_ERROR_WITH_IMAGE_ID: PodStatus = probeWaiting(
@@ -259,22 +185,22 @@ export const PROBE_CREATE_CONTAINER_CONFIG_ERROR: PodStatus = probeWaiting(
 );
 
 /** The image (tag) does not exist in the registry. */
-export const PROBE_ERR_IMAGE_PULL: PodStatus = probeWaiting(
-  "ErrImagePull",
-  `rpc error: code = NotFound desc = failed to pull and unpack image "${IMAGE.repository}:missing": failed to resolve reference "${IMAGE.repository}:missing": ${IMAGE.repository}:missing: not found`,
-);
+export const PROBE_ERR_IMAGE_PULL: PodStatus = recorded("pull-missing-image.json");
 
 /** The kubelet's back-off between pull attempts. */
-export const PROBE_IMAGE_PULL_BACK_OFF: PodStatus = probeWaiting(
-  "ImagePullBackOff",
-  `Back-off pulling image "${IMAGE.repository}:missing"`,
-);
+export const PROBE_IMAGE_PULL_BACK_OFF: PodStatus = recorded("pull-missing-image-backoff.json");
+
+/** A registry nobody answers on: the pull failed (connection refused). */
+export const PROBE_ERR_IMAGE_PULL_UNREACHABLE: PodStatus = recorded("pull-unreachable-registry.json");
 
 /** An image built or loaded on the node: containerd reports its configuration ID, no repository digest. */
 export const PROBE_START_ERROR_CONFIG_ID: PodStatus = {
   ...PROBE_START_ERROR,
   containerStatuses: PROBE_START_ERROR.containerStatuses!.map((s) => ({ ...s, imageID: IMAGE.configID })),
 };
+
+/** containerd with restartPolicy OnFailure, after a few failed starts: backing off, imageID kept. */
+export const PROBE_CRASH_LOOP_WITH_IMAGE_ID: PodStatus = recorded("probe-on-failure-crashloop.json");
 
 /** Refused by the kubelet's admission (kubelet rejectPod): Failed, with a reason and no container statuses. */
 export const PROBE_REJECTED_OUT_OF_CPU: PodStatus = {
@@ -284,12 +210,7 @@ export const PROBE_REJECTED_OUT_OF_CPU: PodStatus = {
   startTime: PROBE_CREATED,
 };
 
-export const PROBE_REJECTED_NODE_AFFINITY: PodStatus = {
-  phase: "Failed",
-  reason: "NodeAffinity",
-  message: "Pod Predicate NodeAffinity failed",
-  startTime: PROBE_CREATED,
-};
+export const PROBE_REJECTED_NODE_AFFINITY: PodStatus = recorded("admission-node-affinity.json");
 
 /** Evicted (node pressure) before the image was pulled: Failed, the container never created. */
 export const PROBE_EVICTED_WHILE_PULLING: PodStatus = {
