@@ -11,6 +11,7 @@ import { PodRunner } from "./pod-runner.ts";
 import type { StartRecord } from "./pod-runner.ts";
 import { NodeImages, Registry } from "./registry.ts";
 import { waitFor } from "../kit/wait.ts";
+import { readFixtures, summarize } from "./kubelet-record.ts";
 
 const run = (source: string): string[] => [process.execPath, "-e", source];
 
@@ -190,5 +191,85 @@ t.test(
     await waitFor(() => h.last()?.containerStatuses?.[0]?.image === pinned, { what: "the status to show the pin" });
     t.equal(h.last()?.containerStatuses?.[0]?.imageID, "", "still not created");
     t.equal(h.last()?.containerStatuses?.[0]?.state?.waiting?.reason, "PodInitializing");
+  },
+);
+
+t.test(
+  "the emulator writes what the real kubelet was recorded writing (shared/src/testdata/kubelet-1.20)",
+  async (t) => {
+    const recorded = readFixtures();
+    const same = (status: PodStatus | undefined, file: string): void => {
+      const fixture = recorded[file];
+      if (!fixture) throw new Error(`no recording ${file}`);
+      t.same(summarize({ ...fixture, status: status ?? {} }), summarize(fixture), `${file}: ${fixture.situation}`);
+    };
+    const probe = harness(
+      t,
+      base({
+        restartPolicy: "Never",
+        containers: [
+          { name: "probe", image: "registry.example/app:latest", imagePullPolicy: "Always", command: ["nope"] },
+        ],
+      }),
+    );
+    probe.runner.start();
+    await waitFor(() => probe.last()?.phase === "Failed", { what: "the probe to fail" });
+    same(probe.last(), "probe-start-error.json");
+
+    const gated = harness(
+      t,
+      base({
+        restartPolicy: "Always",
+        initContainers: [{ name: "migrate-wait-db", image: "registry.example/app:latest", command: ["serve"] }],
+        containers: [{ name: "app", image: "registry.example/app:latest", command: ["serve"] }],
+      }),
+    );
+    gated.runner.start();
+    await waitFor(() => gated.last()?.initContainerStatuses?.[0]?.state?.running, { what: "the waiter to run" });
+    same(gated.last(), "gated-waiting.json");
+    const pinned = `registry.example/app:latest@${gated.digest}`;
+    gated.current()!.spec.containers[0]!.image = pinned;
+    gated.runner.update(structuredClone(gated.current()!));
+    await waitFor(() => gated.last()?.containerStatuses?.[0]?.image === pinned, { what: "the pinned image in status" });
+    same(gated.last(), "gated-pinned.json");
+
+    const released = harness(
+      t,
+      base({
+        restartPolicy: "Always",
+        initContainers: [{ name: "migrate-wait-db", image: "registry.example/app:latest", command: ["ok"] }],
+        containers: [{ name: "app", image: "registry.example/app:latest", command: ["serve"] }],
+      }),
+    );
+    released.current()!.spec.containers[0]!.image = `registry.example/app:latest@${released.digest}`;
+    released.runner.update(structuredClone(released.current()!));
+    released.runner.start();
+    await waitFor(() => released.last()?.containerStatuses?.[0]?.state?.running, { what: "the app to run" });
+    same(released.last(), "released-running.json");
+
+    const missing = harness(
+      t,
+      base({
+        restartPolicy: "Never",
+        containers: [
+          { name: "probe", image: "registry.example/app:never-pushed", imagePullPolicy: "Always", command: ["nope"] },
+        ],
+      }),
+    );
+    missing.runner.start();
+    await waitFor(
+      () => missing.statuses.some((s) => s.containerStatuses?.[0]?.state?.waiting?.reason === "ErrImagePull"),
+      {
+        what: "ErrImagePull",
+      },
+    );
+    same(
+      missing.statuses.find((s) => s.containerStatuses?.[0]?.state?.waiting?.reason === "ErrImagePull"),
+      "pull-missing-image.json",
+    );
+    await waitFor(() => missing.last()?.containerStatuses?.[0]?.state?.waiting?.reason === "ImagePullBackOff", {
+      what: "ImagePullBackOff",
+    });
+    same(missing.last(), "pull-missing-image-backoff.json");
   },
 );
