@@ -108,7 +108,7 @@ async function labelOf(image: string): Promise<string | undefined> {
 
 /** Builds Dockerfile.<component> as a user would (buildah bud, NODE_IMAGE = the test base) unless
  *  an image of the same sources is in buildah's storage already. */
-async function shippedImage(
+export async function shippedImage(
   component: "reconciler" | "plugin",
   base: string,
   hash: string,
