@@ -204,6 +204,13 @@ async function main(): Promise<number> {
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  // An error no step awaited (a helper's background work) fails the demo the same way: said, cleaned up.
+  const onStray = (err: unknown): void => {
+    process.stderr.write(`\ndemo failed: ${errorText(err)}\n`);
+    void cleanUp().then(() => process.exit(1));
+  };
+  process.on("uncaughtException", onStray);
+  process.on("unhandledRejection", onStray);
   try {
     await story(n);
     n.raw("");
