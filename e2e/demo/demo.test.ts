@@ -1,12 +1,12 @@
-// `npm start` as a user runs it: the demo process from start to exit, on its own control plane. It must
-// tell the whole story (every step, the final table: one Job and one migration run per digest, none for
-// the rollback), exit 0, and leave nothing behind — no control-plane directory, no API server and no
-// PostgreSQL still listening.
+// `npm start` as a user runs it: the demo process from start to exit, in the world of this test run
+// (DM_WORLD inherited, or the kept world). It must tell the whole story (every step, the final table:
+// one Job and one migration run per digest, none for the rollback, every app container containerd
+// started one of a migrated digest), exit 0, and leave nothing behind in the world — its namespace,
+// the Helm release's cluster-wide RBAC and its database are gone.
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import t from "tap";
+import { world } from "../world/connect.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 
@@ -25,42 +25,54 @@ function run(): Promise<{ code: number | null; stdout: string; stderr: string }>
   });
 }
 
-/** Does anything accept a TCP connection on 127.0.0.1:port? */
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, "127.0.0.1");
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
-}
-
 t.test("npm start tells the story, exits 0 and cleans up", async (t) => {
+  const w = await world((fn) => t.teardown(fn));
   const { code, stdout, stderr } = await run();
   t.equal(code, 0, "exit 0", { stderr: stderr.slice(-3000), stdout: stdout.slice(-3000) });
   t.notMatch(stderr, /cleanup:|demo failed/, "no failure while telling or cleaning up");
 
   for (let step = 1; step <= 8; step++) t.match(stdout, new RegExp(`\\[${step}/8\\] `), `step ${step} is told`);
+  t.match(stdout, /node \S+: Ready, kubelet v1\.20\.\d+, containerd:\/\//, "the real node is shown");
+  t.match(
+    stdout,
+    /probe pod myapp-migrations-probe-[0-9a-f]+: /,
+    "a probe pod is shown (how long it shows what the node pulled depends on the poll)",
+  );
   t.match(stdout, /migration Job myapp-migrations-[0-9a-f]+ created for sha256:[0-9a-f]{12}/, "the Job is shown");
   t.match(stdout, /Migrator myapp-migrations: lastSuccessfulMigration = sha256:[0-9a-f]{12}/, "the record is shown");
-  // build  digest  recorded  Jobs  migration runs  applied  app starts ok
-  t.match(stdout, /^\s*v1\s+sha256:[0-9a-f]{12}\s+yes\s+1\s+1\s+0001\s+\d+\/\d+$/m, "v1: one Job, one run");
-  t.match(stdout, /^\s*v2\s+sha256:[0-9a-f]{12}\s+yes\s+1\s+1\s+0002\s+\d+\/\d+$/m, "v2: one Job, one run");
-  for (const row of stdout.matchAll(/^\s*v[12]\s+\S+\s+yes\s+1\s+1\s+\S+\s+(\d+)\/(\d+)$/gm)) {
-    t.equal(row[1], row[2], "every app start succeeded (each ran against its own schema)");
+  // build  digest  recorded  Jobs  migration runs  applied  app starts ok  containerd app starts
+  const row = (build: string, applied: string): RegExp =>
+    new RegExp(`^\\s*${build}\\s+sha256:[0-9a-f]{12}\\s+yes\\s+1\\s+1\\s+${applied}\\s+(\\d+)/(\\d+)\\s+(\\d+)$`, "m");
+  for (const [build, applied] of [
+    ["v1", "0001"],
+    ["v2", "0002"],
+  ] as const) {
+    const m = row(build, applied).exec(stdout);
+    t.ok(m, `${build}: recorded, one Job, one run`);
+    t.equal(m?.[1], m?.[2], `${build}: every app start succeeded (each ran against its own schema)`);
+    t.equal(m?.[3], m?.[2], `${build}: containerd started one app container per app start`);
+    t.ok(Number(m?.[2]) >= 2, `${build}: two pods ran it`);
   }
   t.match(stdout, /the rollback needed no migration/);
   t.match(stdout, /done\.$/m);
 
-  const dir = /\(dir (\/\S+)\)/.exec(stdout)?.[1];
-  const apiPort = /API server at https:\/\/127\.0\.0\.1:(\d+)/.exec(stdout)?.[1];
-  const pgPort = /PostgreSQL on 127\.0\.0\.1:(\d+)/.exec(stdout)?.[1];
-  if (dir === undefined || apiPort === undefined || pgPort === undefined) {
-    throw new Error(`the demo no longer prints its cluster directory and ports:\n${stdout.slice(0, 3000)}`);
+  const namespace = /namespace (shop-demo-[0-9a-f]+)$/m.exec(stdout)?.[1];
+  const release = /objects are named (\S+)-reconciler$/m.exec(stdout)?.[1];
+  const database = /database (\S+)$/m.exec(stdout)?.[1];
+  if (namespace === undefined || release === undefined || database === undefined) {
+    throw new Error(`the demo no longer prints its namespace, release and database:\n${stdout.slice(0, 3000)}`);
   }
-  t.notOk(existsSync(dir), `the control plane's directory ${dir} is removed`);
-  t.notOk(await listening(Number(apiPort)), "no API server is left listening");
-  t.notOk(await listening(Number(pgPort)), "no PostgreSQL is left listening");
+  t.equal(await w.kube.find(`/api/v1/namespaces/${namespace}`), undefined, `namespace ${namespace} is gone`);
+  t.equal(
+    await w.kube.find(`/apis/rbac.authorization.k8s.io/v1/clusterroles/${release}-reconciler`),
+    undefined,
+    "the release's ClusterRole is gone",
+  );
+  t.equal(
+    await w.kube.find(`/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/${release}-reconciler`),
+    undefined,
+    "and its ClusterRoleBinding",
+  );
+  const left = await w.postgres.query("postgres", "SELECT datname FROM pg_database WHERE datname = $1", [database]);
+  t.same(left, [], `database ${database} is dropped`);
 });

@@ -1,46 +1,44 @@
-// `npm start`: the story of digest-keyed migrations, told on a real local control plane.
+// `npm start`: the story of digest-keyed migrations, told on a real node.
 //
-// A Deployment says `image: registry.example/app:latest`; CI keeps overwriting `latest`; git never
-// changes. Watch the database get migrated exactly once per digest that lands, before any pod
+// A Deployment says `image: <registry>/<namespace>/app:latest`; CI keeps overwriting `latest`; git
+// never changes. Watch the database get migrated exactly once per digest that lands, before any pod
 // running that digest starts — and not at all when an old digest comes back.
 //
-// Everything runs on this machine: etcd, kube-apiserver and kube-controller-manager 1.20.2 (built
-// once, ~10 minutes, the first time), PostgreSQL, a node emulator playing the kubelet, the
-// plugin's bundle as Argo CD runs it, and the reconciler's bundle. Everything is removed at the
-// end, also on Ctrl-C or failure. DM_KEEP_LOGS=1 keeps the reconciler's log.
-import { startCluster } from "../cluster/cluster.ts";
-import type { Cluster } from "../cluster/cluster.ts";
-import type { TestEnv } from "../harness/env.ts";
-import { errorText } from "../kit/wait.ts";
-import { KubeClient } from "../kit/client.ts";
-import { NodeEmulator } from "../node/emulator.ts";
-import { Registry } from "../node/registry.ts";
-import { startPostgres } from "../postgres/postgres.ts";
-import type { Postgres } from "../postgres/postgres.ts";
-import { DEPLOYMENT, MIGRATOR, buildVersions } from "../apps/shop/builds.ts";
+// It runs inside a world (`npm start` is `node e2e/world/run.ts node e2e/demo/demo.ts`): a control
+// plane, a real node (kubelet, containerd, runc, a registry), PostgreSQL and the images users
+// install, all on this machine. The demo works in a namespace of its own: the reconciler installed
+// with Helm from its image, the shop's builds made with buildah and pushed by "CI", Argo CD's
+// generate run inside the plugin image. Its Helm release, namespace and database are removed at the
+// end, also on Ctrl-C or failure; run.ts then stops the world. Run by hand (`node e2e/demo/demo.ts`)
+// it uses the world named by DM_WORLD or kept by `node e2e/world/run.ts --keep`, else starts and
+// stops one of its own.
+import { randomBytes } from "node:crypto";
+import type { KubeObject } from "@digest-migrations/shared";
+import { errorText, waitFor } from "../kit/wait.ts";
+import { APP_CONTAINER, DEPLOYMENT, MIGRATOR, buildVersions } from "../apps/shop/builds.ts";
 import { historyProblems } from "../apps/shop/database.ts";
 import { setupShop } from "../pipeline/stack.ts";
-import type { Shop } from "../pipeline/stack.ts";
+import { openNodeEnv } from "../world/namespace.ts";
 import { Narrator, shortDigest } from "./narrator.ts";
 import { ClusterWatch } from "./watch.ts";
 
-const NAMESPACE = "apps";
+const NAMESPACE = `shop-demo-${randomBytes(3).toString("hex")}`;
 const STEPS = 8;
 
-/** Undo steps; `fast` after Ctrl-C: kill rather than shut down gracefully. */
-const cleanups: { what: string; run: (fast: boolean) => Promise<unknown> }[] = [];
+/** Undo steps, run newest first. */
+const cleanups: { what: string; run: () => Promise<unknown> }[] = [];
 let cleaning: Promise<boolean> | undefined;
 
 /**
  * Undoes everything started so far, newest first; each step on its own, so one failure stops nothing.
  * Resolves to false when any step failed (each failure is printed).
  */
-function cleanUp(fast = false): Promise<boolean> {
+function cleanUp(): Promise<boolean> {
   cleaning ??= (async () => {
     let clean = true;
     for (const c of cleanups.reverse()) {
       try {
-        await c.run(fast);
+        await c.run();
       } catch (err) {
         clean = false;
         process.stderr.write(`cleanup: ${c.what}: ${errorText(err)}\n`);
@@ -51,71 +49,76 @@ function cleanUp(fast = false): Promise<boolean> {
   return cleaning;
 }
 
+interface NodeView extends KubeObject {
+  status?: {
+    nodeInfo?: { kubeletVersion?: string; containerRuntimeVersion?: string };
+    conditions?: { type: string; status: string }[];
+  };
+}
+
 async function story(n: Narrator): Promise<void> {
   n.raw("digest-migrations: database migrations once per image digest, before the pods that run it.");
-  n.raw("A Deployment says image: registry.example/app:latest. CI overwrites latest; git stays the same.");
+  n.raw("A Deployment says image: …/app:latest. CI overwrites latest; git stays the same.");
 
-  n.step("Start a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager 1.20.2)");
-  n.note("The first run builds the control plane from source once (about 10 minutes); later runs take seconds.");
-  const cluster: Cluster = await startCluster({
-    log: (line) => {
-      if (/^\[(build\.sh|cluster)/.test(line)) n.say(line.trim());
-    },
-  });
-  cleanups.push({ what: "control plane", run: () => cluster.stop() });
-  n.say(`API server at ${cluster.server}`);
-
-  n.step("Start PostgreSQL, a node, and the reconciler");
-  const postgres: Postgres = await startPostgres();
-  cleanups.push({ what: "PostgreSQL", run: () => postgres.stop() });
-  const database = await postgres.createDatabase("shop");
-  n.say(`PostgreSQL on 127.0.0.1:${postgres.port}, database ${database.name}`);
-  const kube = KubeClient.fromFile(cluster.adminKubeconfig);
-  await cluster.ensureNamespace(NAMESPACE);
-  const registry = new Registry();
-  const node = await NodeEmulator.start({ client: kube, registry, namespaces: [NAMESPACE], nodes: ["node-1"] });
-  cleanups.push({ what: "node emulator", run: (fast) => node.stop({ deleteNodes: !fast }) });
-  n.say("node node-1 is Ready (an emulated kubelet: containers are local processes)");
-  const env: TestEnv = {
-    cluster: {
-      server: cluster.server,
-      adminKubeconfig: cluster.adminKubeconfig,
-      kubeconfigFor: (ns, sa) => cluster.kubeconfigFor(ns, sa),
-      ensureNamespace: (ns) => cluster.ensureNamespace(ns),
-      stop: () => cluster.stop(),
-      owned: true,
-    },
-    kube,
-    namespace: NAMESPACE,
-    registry,
-    node,
-    nodeNames: ["node-1"],
-    nodeName: (s) => s,
-    postgres,
-    database,
-    log: () => {},
-  };
-  const shop: Shop = await setupShop(env);
+  n.step("Connect to the world: a control plane, a real node with its registry, PostgreSQL");
+  n.note("npm start starts it before the demo (e2e/world/run.ts); the first run on a machine builds Kubernetes");
+  n.note("and the images from source (about 15 minutes), later runs take a few minutes.");
+  const env = await openNodeEnv(NAMESPACE, {}, (fn) => cleanups.push({ what: "the world's connection", run: fn }));
+  const database = env.database;
+  if (!database) throw new Error(`namespace ${NAMESPACE} has no database`);
   cleanups.push({
-    what: "reconciler",
-    run: async (fast) => {
-      if (fast) await Promise.all(shop.reconcilers.map((r) => r.kill("SIGKILL")));
-      await shop.stop();
+    what: `database ${database.name}`,
+    run: () => env.postgres.query("postgres", `DROP DATABASE IF EXISTS "${database.name}" WITH (FORCE)`),
+  });
+  cleanups.push({
+    what: `namespace ${NAMESPACE}`,
+    run: async () => {
+      await env.close();
+      await waitFor(async () => (await env.kube.find(`/api/v1/namespaces/${NAMESPACE}`)) === undefined, {
+        what: `namespace ${NAMESPACE} to be gone`,
+        timeoutMs: 120_000,
+      });
     },
   });
-  n.say("Migrator CRD and the reconciler's RBAC installed from reconciler/deploy/");
-  n.say(`reconciler running as ServiceAccount digest-migrations-reconciler, waiter API at ${shop.service.url}`);
+  const node = await env.kube.get<NodeView>(`/api/v1/nodes/${env.nodeName}`);
+  const ready = node.status?.conditions?.find((c) => c.type === "Ready")?.status === "True";
+  n.say(`API server at ${env.world.server}`);
+  n.say(
+    `node ${env.nodeName}: ${ready ? "Ready" : "not Ready"}, kubelet ${node.status?.nodeInfo?.kubeletVersion ?? "?"}, ` +
+      `${node.status?.nodeInfo?.containerRuntimeVersion ?? "?"}`,
+  );
+  n.say(`registry at http://${env.world.node.registry} (CI pushes to it, the node pulls from it)`);
+  n.say(`PostgreSQL on 127.0.0.1:${env.postgres.port}, database ${database.name}`);
+  n.say(`namespace ${NAMESPACE}`);
+
+  n.step("Install the reconciler with Helm, and give the app its database Secret");
+  const shop = await setupShop(env);
+  cleanups.push({
+    what: "the reconciler's Helm release",
+    run: async () => {
+      await shop.stop();
+      await shop.release.uninstall();
+    },
+  });
+  const leader = await waitFor(() => shop.release.leader(), { what: "the reconciler to hold its Lease" });
+  n.say(`helm install ${shop.release.name} charts/digest-migrations --namespace ${NAMESPACE}`);
+  n.say(`the chart's objects are named ${shop.release.fullname}-reconciler`);
+  n.say(`${(await shop.release.pods()).length} replicas of ${env.world.images.reconciler}`);
+  n.say(`leader: ${leader}; waiter API at ${shop.release.waiterUrl} (host network: this node has no kube-proxy)`);
   n.say("the app's Secret myapp-db (DATABASE_URL) created, as an operator would, outside git");
 
-  const watch = new ClusterWatch(kube, NAMESPACE, (line) => n.say(line));
+  const watch = new ClusterWatch(env.kube, NAMESPACE, (line) => n.say(line), {
+    podSelector: "!app.kubernetes.io/part-of",
+  });
   watch.start();
   cleanups.push({ what: "watch", run: () => Promise.resolve(watch.stop()) });
 
-  n.step("CI builds v1 and pushes registry.example/app:latest");
-  const v1 = shop.push("v1");
+  n.step(`CI builds v1 and pushes ${env.images.ref("app", "latest")}`);
+  n.note("a real image: buildah builds e2e/apps/shop/Containerfile and pushes it to the node's registry");
+  const v1 = await shop.push("v1");
   n.say(`latest -> ${shortDigest(v1)}  (v1 ships migration ${buildVersions("v1").join(", ")})`);
 
-  n.step("Argo CD syncs the application (plugin generate, then server-side apply in sync waves)");
+  n.step("Argo CD syncs the application (plugin generate in the plugin image, then server-side apply in sync waves)");
   const first = await shop.sync();
   for (const a of first.applied) n.say(`applied ${a.object.kind} ${a.object.metadata.name} (wave ${a.wave})`);
   n.note(`the plugin put init container migrate-wait-${MIGRATOR} first in ${DEPLOYMENT}'s pod template`);
@@ -131,17 +134,17 @@ async function story(n: Narrator): Promise<void> {
   n.say(`no new pods, no Job; still ${shortDigest((await shop.migrator())?.status?.lastSuccessfulMigration)}`);
 
   n.step("CI pushes v2 to the same tag and restarts the Deployment (git still says :latest)");
-  const v2 = shop.push("v2");
+  const v2 = await shop.push("v2");
   n.say(`latest -> ${shortDigest(v2)}  (v2 adds migration ${buildVersions("v2").at(-1)})`);
   await shop.restart();
-  n.say("kubectl rollout restart deployment/myapp");
+  n.say(`kubectl rollout restart deployment/${DEPLOYMENT}`);
   await shop.waitMigrated(v2);
   await shop.waitRolledOut(v2);
   await watch.poll();
   n.say(`one more migration ran for ${shortDigest(v2)}; the old pods kept serving until the new ones were released`);
 
   n.step("Rollback: latest points at v1's digest again, and the Deployment restarts");
-  shop.retag(v1);
+  await shop.retag(v1);
   n.say(`latest -> ${shortDigest(v1)} (a digest migrated before)`);
   await shop.restart();
   await shop.waitRolledOut(v1);
@@ -149,9 +152,11 @@ async function story(n: Narrator): Promise<void> {
   n.say("the pods were released at once: no Job, no migration (the schema stays at 0002; v1 only needs 0001)");
   watch.stop();
 
-  n.step("What the database and the Migrator say");
+  n.step("What the database, the Migrator and the node's container runtime say");
   const h = await shop.history();
   const migrated = await shop.migratedDigests();
+  await env.starts.settled();
+  const appStarts = env.starts.starts.filter((s) => s.container === APP_CONTAINER);
   const rows = [
     { build: "v1", digest: v1 },
     { build: "v2", digest: v2 },
@@ -159,6 +164,7 @@ async function story(n: Narrator): Promise<void> {
     const jobs = [...watch.jobsSeen.values()].filter((d) => d === digest).length;
     const runs = h.runs.filter((r) => r.digest === digest);
     const starts = h.starts.filter((s) => s.digest === digest);
+    const containers = appStarts.filter((s) => s.repoDigests.some((d) => d.endsWith(`@${digest}`))).length;
     return [
       build,
       shortDigest(digest),
@@ -167,9 +173,13 @@ async function story(n: Narrator): Promise<void> {
       String(runs.length),
       runs.flatMap((r) => r.applied).join(", ") || "-",
       `${starts.filter((s) => s.ok).length}/${starts.length}`,
+      String(containers),
     ];
   });
-  n.table(["build", "digest", "recorded", "Jobs", "migration runs", "applied", "app starts ok"], rows);
+  n.table(
+    ["build", "digest", "recorded", "Jobs", "migration runs", "applied", "app starts ok", "containerd app starts"],
+    rows,
+  );
   n.raw("");
   n.say(
     `schema_migrations: ${h.migrations.map((m) => `${m.version} (${shortDigest(m.digest ?? undefined)})`).join(", ")}`,
@@ -177,6 +187,9 @@ async function story(n: Narrator): Promise<void> {
   const problems = [...historyProblems(h), ...(await shop.gatingProblems())];
   if (h.runs.length !== 2) problems.push(`expected 2 migration runs (v1, v2), found ${h.runs.length}`);
   if (problems.length > 0) throw new Error(`the story did not go as promised:\n  ${problems.join("\n  ")}`);
+  n.say(
+    `containerd started ${appStarts.length} app containers, each once, from the migrated digest its pod was pinned to.`,
+  );
   n.say("every digest migrated exactly once, before any pod running it started; the rollback needed no migration.");
 }
 
@@ -187,14 +200,21 @@ async function main(): Promise<number> {
     if (interrupted) return;
     interrupted = true;
     process.stderr.write(`\n${signal}: cleaning up…\n`);
-    void cleanUp(true).then(() => process.exit(130));
+    void cleanUp().then(() => process.exit(130));
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  // An error no step awaited (a helper's background work) fails the demo the same way: said, cleaned up.
+  const onStray = (err: unknown): void => {
+    process.stderr.write(`\ndemo failed: ${errorText(err)}\n`);
+    void cleanUp().then(() => process.exit(1));
+  };
+  process.on("uncaughtException", onStray);
+  process.on("unhandledRejection", onStray);
   try {
     await story(n);
     n.raw("");
-    n.say("cleaning up (processes, temporary directories)…");
+    n.say(`cleaning up (the Helm release, namespace ${NAMESPACE}, the database)…`);
     if (!(await cleanUp())) {
       process.stderr.write("\ndemo failed: cleaning up did not finish (see above)\n");
       return 1;

@@ -1,6 +1,6 @@
 // What the demo shows while it waits: the cluster's story as it unfolds, one line per change —
 // pods gated and released, probe pods, migration Jobs created and finished, the Migrator
-// recording a digest. It polls the API (a few requests every 300 ms) and prints differences.
+// recording a digest. It polls the API (a few requests every 500 ms) and prints differences.
 import type { KubeObject, Migrator, Pod } from "@digest-migrations/shared";
 import { API_VERSION, KIND, LABELS, digestFromImageID, pinnedDigest } from "@digest-migrations/shared";
 import type { KubeClient, ObjectList } from "../kit/client.ts";
@@ -67,14 +67,18 @@ export class ClusterWatch {
   #busy = false;
   #lastError = "";
 
-  constructor(client: KubeClient, namespace: string, say: (line: string) => void) {
+  readonly #podSelector: string | undefined;
+
+  /** `podSelector`: a label selector for the pods to show (default all of the namespace). */
+  constructor(client: KubeClient, namespace: string, say: (line: string) => void, opts: { podSelector?: string } = {}) {
     this.#client = client;
     this.#namespace = namespace;
     this.#say = say;
+    this.#podSelector = opts.podSelector;
   }
 
   start(): void {
-    this.#timer = setInterval(() => void this.poll(), 300);
+    this.#timer = setInterval(() => void this.poll(), 500);
   }
 
   stop(): void {
@@ -101,7 +105,9 @@ export class ClusterWatch {
   }
 
   async #pollPods(): Promise<void> {
-    const pods = await this.#client.get<ObjectList<Pod>>(`/api/v1/namespaces/${this.#namespace}/pods`);
+    const pods = await this.#client.request<ObjectList<Pod>>("GET", `/api/v1/namespaces/${this.#namespace}/pods`, {
+      query: this.#podSelector === undefined ? {} : { labelSelector: this.#podSelector },
+    });
     const seen = new Set<string>();
     for (const pod of pods.items) {
       const name = pod.metadata.name ?? "";

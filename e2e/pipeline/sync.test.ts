@@ -1,22 +1,37 @@
-// The pipeline driver against the real control plane, before any reconciler runs: the plugin's
-// bundle renders the shop as Argo CD would call it, the objects are server-side applied in wave
-// order, and the pods it creates stay gated (no reconciler answers), so no app container starts.
+// The pipeline driver against the real control plane and the real node, before any reconciler
+// runs: the plugin's generate renders the shop inside the plugin image as Argo CD calls it, the
+// objects are server-side applied in wave order, and the pods it creates stay gated in their waiter
+// (no reconciler answers), so containerd never starts an app container. (Also: the loopback
+// "Service" of the fault tests, e2e/pipeline/service.ts.)
+import fs from "node:fs";
 import http from "node:http";
+import os from "node:os";
+import path from "node:path";
 import t from "tap";
 import type { KubeObject, Pod, PodTemplateSpec } from "@digest-migrations/shared";
 import { API_VERSION, KIND, WAITER_CONTAINER_PREFIX } from "@digest-migrations/shared";
-import { testEnv } from "../harness/env.ts";
-import { waiterImage } from "../harness/images.ts";
 import { waitFor } from "../kit/wait.ts";
-import { DEPLOYMENT, MANIFESTS_DIR, MIGRATOR, databaseSecret, pushBuild } from "../apps/shop/builds.ts";
+import { freePort } from "../kit/ports.ts";
+import {
+  APP_CONTAINER,
+  APP_REPOSITORY,
+  APP_TAG,
+  DEPLOYMENT,
+  MANIFESTS_DIR,
+  MIGRATOR,
+  checkout,
+  databaseSecret,
+  pushBuild,
+} from "../apps/shop/builds.ts";
+import { nodeEnv } from "../world/env.ts";
+import { applyChartCrds } from "../world/reconciler-release.ts";
 import { FIELD_MANAGER, byWave } from "./apply.ts";
-import { installReconciler } from "./install.ts";
 import { restart, RESTARTED_AT } from "./restart.ts";
 import { ServiceProxy } from "./service.ts";
 import { manifestRequest, sync } from "./sync.ts";
+import type { SyncOptions } from "./sync.ts";
 import { namedSidecar, repoServer } from "../argocd/sidecar.ts";
 import { envMap } from "../argocd/exec.ts";
-import { WAITER_IMAGE } from "./stack.ts";
 
 interface DeploymentView extends KubeObject {
   metadata: KubeObject["metadata"] & { generation?: number; managedFields?: { manager: string; operation: string }[] };
@@ -92,24 +107,30 @@ t.test("the Service proxy forwards to a live endpoint, refuses while paused, and
 });
 
 t.test(
-  "sync: generate as Argo CD calls it, server-side apply in waves; without a reconciler pods stay gated",
+  "sync: generate in the plugin image, server-side apply in waves; without a reconciler pods stay gated",
   async (t) => {
-    const env = await testEnv(t);
-    await installReconciler(env.cluster);
+    const env = await nodeEnv(t);
     const ns = env.namespace;
-    env.registry.push(WAITER_IMAGE.replace(/:e2e$/, ""), "e2e", waiterImage());
+    // The Migrator kind, but no reconciler: the waiters are told a loopback port nothing listens on.
+    await applyChartCrds(env.kube);
+    const reconcilerUrl = `http://127.0.0.1:${await freePort()}`;
     await env.kube.createObject(databaseSecret(ns, env.database?.url ?? "") as unknown as KubeObject);
-    const digest = pushBuild(env.registry, "v1");
-    const proxy = await ServiceProxy.start([]); // a Service with no endpoints: the reconciler is down
-    t.teardown(() => proxy.close());
-
-    const first = await sync(MANIFESTS_DIR, {
-      kubeconfig: env.cluster.adminKubeconfig,
+    const digest = await pushBuild(env.images, "v1");
+    const repo = fs.mkdtempSync(path.join(os.tmpdir(), "dm-sync-repo-"));
+    t.teardown(() => fs.rmSync(repo, { recursive: true, force: true }));
+    // The plugin reads the checkout as the sidecar's user (999).
+    fs.chmodSync(repo, 0o755);
+    const appDir = checkout(env.images, path.join(repo, "shop"));
+    const options: SyncOptions = {
+      kubeconfig: env.world.adminKubeconfig,
       namespace: ns,
       appName: "shop",
-      waiterImage: WAITER_IMAGE,
-      reconcilerUrl: proxy.url,
-    });
+      waiterImage: env.world.images.reconciler,
+      reconcilerUrl,
+      pluginImage: env.world.images.plugin,
+    };
+
+    const first = await sync(appDir, options);
     t.comment(`generate ${first.generateMs} ms, apply ${first.applyMs} ms`);
     t.same(
       first.applied.map((a) => `${a.wave} ${a.object.kind}/${a.object.metadata.name}`),
@@ -118,35 +139,70 @@ t.test(
     );
     const deployment = await env.kube.getObject<DeploymentView>("apps/v1", "Deployment", ns, DEPLOYMENT);
     const init = deployment?.spec.template.spec?.initContainers ?? [];
-    t.equal(init[0]?.name, `${WAITER_CONTAINER_PREFIX}${MIGRATOR}`);
-    t.equal(init[0]?.image, WAITER_IMAGE);
-    t.match(init[0]?.args, ["--api", proxy.url, "--migrator", MIGRATOR, "--container", "app"]);
+    const waiter = `${WAITER_CONTAINER_PREFIX}${MIGRATOR}`;
+    t.equal(init[0]?.name, waiter);
+    t.equal(init[0]?.image, env.world.images.reconciler, "the waiter image parameter");
+    t.match(init[0]?.args, ["--api", reconcilerUrl, "--migrator", MIGRATOR, "--container", APP_CONTAINER]);
+    t.equal(
+      deployment?.spec.template.spec?.containers[0]?.image,
+      env.images.ref(APP_REPOSITORY, APP_TAG),
+      "the app keeps git's mutable tag",
+    );
     t.match(deployment?.metadata.managedFields, [{ manager: FIELD_MANAGER, operation: "Apply" }]);
     t.ok(await env.kube.getObject(API_VERSION, KIND, ns, MIGRATOR), "Migrator applied");
 
-    // The pods are created, bound and gated in their waiter: the app container never starts.
+    // The pods are scheduled onto the node and gated in their waiter, which cannot reach the
+    // reconciler; the app container never starts.
     const pods = await waitFor(
       async () => {
         const list = await env.kube.get<{ items: Pod[] }>(`/api/v1/namespaces/${ns}/pods`);
-        const waiting = list.items.filter((p) => (p.status?.initContainerStatuses ?? []).some((c) => c.state?.running));
-        return waiting.length === 2 ? list.items : undefined;
+        const waiting = list.items.filter((p) =>
+          (p.status?.initContainerStatuses ?? []).some((c) => c.name === waiter && c.state?.running),
+        );
+        return waiting.length === 2 ? waiting : undefined;
       },
-      { what: "2 pods running their waiter", timeoutMs: 60_000 },
+      { what: "2 pods running their waiter", timeoutMs: 120_000 },
     );
-    t.equal(pods.length, 2);
-    await waitFor(() => proxy.refused >= 2, { what: "the waiters to try the Service", timeoutMs: 30_000 });
-    t.same(env.node.startsMatching({ container: "app" }), [], "no app container started");
-    t.equal(env.registry.resolve("registry.example/app:latest"), digest);
+    for (const p of pods) {
+      const name = p.metadata.name ?? "";
+      t.equal(p.spec.nodeName, env.nodeName, `${name}: on the node`);
+      const log = await waitFor(
+        async () => {
+          const text = await env.logs(name, waiter);
+          return /waiter API unreachable \(ECONNREFUSED\)/.test(text) ? text : undefined;
+        },
+        {
+          what: `${name}'s waiter to find the reconciler unreachable`,
+          timeoutMs: 60_000,
+          describe: () => env.logs(name, waiter),
+        },
+      );
+      t.match(log, reconcilerUrl, `${name}: the waiter asked the reconciler-url it was given`);
+      t.match(
+        p.status?.containerStatuses?.find((c) => c.name === APP_CONTAINER)?.state?.waiting?.reason,
+        "PodInitializing",
+        `${name}: the app container waits for its init containers`,
+      );
+    }
+    await env.starts.settled();
+    t.same(
+      env.starts.starts.filter((s) => s.container === APP_CONTAINER),
+      [],
+      "containerd started no app container",
+    );
+    t.same(
+      env.starts.starts
+        .filter((s) => s.container === waiter)
+        .map((s) => s.pod)
+        .sort(),
+      pods.map((p) => p.metadata.name).sort(),
+      "containerd started each pod's waiter",
+    );
+    t.equal(await env.images.digestOf(APP_REPOSITORY, APP_TAG), digest, "the tag still names the pushed build");
 
     // Same git, same output: a second sync changes nothing; a restart rolls a new template.
     const generation = deployment?.metadata.generation;
-    await sync(MANIFESTS_DIR, {
-      kubeconfig: env.cluster.adminKubeconfig,
-      namespace: ns,
-      appName: "shop",
-      waiterImage: WAITER_IMAGE,
-      reconcilerUrl: proxy.url,
-    });
+    await sync(appDir, options);
     const again = await env.kube.getObject<DeploymentView>("apps/v1", "Deployment", ns, DEPLOYMENT);
     t.equal(again?.metadata.generation, generation, "re-sync is a no-op");
     const stamp = await restart(env.kube, { namespace: ns, name: DEPLOYMENT });

@@ -1,19 +1,35 @@
-// Bad input end to end, by family, on the real control plane with the reconciler under its shipped RBAC:
-// each case gets a clear error or condition naming the object and the reason, nothing crashes, and
-// nothing is half-written (the plugin prints nothing on stdout; the reconciler creates no Job and records
-// no digest for a Migrator it cannot serve). plugin/test/cli.test.ts holds the plugin's other hostile
-// inputs (alias bombs, symlinks, huge files, exec plugins, …); reconciler/src/waiter-api.test.ts the
-// waiter API's limits against a scripted oracle — here the waiter API answers from the live reconciler.
+// Bad input end to end, by family: each case gets a clear error or condition naming the object and
+// the reason, nothing crashes, and nothing is half-written (the plugin prints nothing on stdout; the
+// reconciler creates no Job and records no digest for a Migrator it cannot serve). The plugin's input
+// goes through generate as Argo CD calls it (rendering only: the bundle on this machine); everything
+// else runs against the chart-installed reconciler on the real node, under its shipped RBAC, with real
+// pods: wrong Migrator specs, pod states (an image the node has but no registry serves, an image that
+// does not exist, a gated pod deleted mid-probe), and requests to the waiter API it serves.
+// plugin/test/cli.test.ts holds the plugin's other hostile inputs (alias bombs, symlinks, huge files,
+// exec plugins, …); reconciler/src/waiter-api.test.ts the waiter API's limits against a scripted oracle.
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import t from "tap";
-import { WAITER_API_PATH } from "@digest-migrations/shared";
-import type { MigratorSpec } from "@digest-migrations/shared";
+import type { Test } from "tap";
+import { API_VERSION, CONDITION_READY, KIND, WAITER_API_PATH, waiterInitContainer } from "@digest-migrations/shared";
+import type { Container, KubeObject, Migrator, MigratorSpec, Pod } from "@digest-migrations/shared";
+import {
+  APP_CONTAINER,
+  APP_REPOSITORY,
+  APP_TAG,
+  DATABASE_SECRET,
+  DEPLOYMENT as SHOP_DEPLOYMENT,
+  MIGRATOR as SHOP_MIGRATOR,
+} from "../apps/shop/builds.ts";
 import { deployment, pod } from "../harness/objects.ts";
+import type { ObjectList } from "../kit/client.ts";
+import { execFileText } from "../kit/processes.ts";
 import { waitFor } from "../kit/wait.ts";
+import { CRI_NAMESPACE } from "../node/containerd.ts";
 import { GenerateError, generate } from "../pipeline/sync.ts";
-import { APP_IMAGE, appContainer, appImage, reconcilerEnv, reportRunning } from "../reconciler/setup.ts";
+import type { Shop } from "../pipeline/stack.ts";
+import { startShop } from "../pipeline/start-shop.ts";
 import { table } from "./report.ts";
 
 interface Tally {
@@ -157,23 +173,110 @@ t.test("plugin input through generate, as Argo CD calls it (the repo-server and 
   }
 });
 
+/**
+ * An image the node has but no registry serves: built from the test base, imported into containerd
+ * (never pulled). A pod runs it with imagePullPolicy Never, and the kubelet reports its imageID as the
+ * image's configuration ID, without a repository digest. Removed from the node and buildah at the end.
+ */
+async function nodeOnlyImage(t: Test, shop: Shop, name: string): Promise<string> {
+  const env = shop.env;
+  const ref = `localhost/${env.namespace}/${name}:local`;
+  const archive = path.join(env.hostDir, `${name}.tar`);
+  const ctr = (...args: string[]): Promise<string> =>
+    execFileText("ctr", ["--address", env.world.node.containerdSocket, "--namespace", CRI_NAMESPACE, ...args], {
+      timeoutMs: 120_000,
+    });
+  const container = (await execFileText("buildah", ["from", "--pull=never", env.world.images.base])).trim();
+  try {
+    await execFileText("buildah", ["commit", "--quiet", container, ref]);
+  } finally {
+    await execFileText("buildah", ["rm", container]).catch(() => undefined);
+  }
+  t.teardown(async () => {
+    await ctr("images", "rm", ref).catch(() => undefined);
+    await execFileText("buildah", ["rmi", ref]).catch(() => undefined);
+  });
+  await execFileText("buildah", ["push", "--quiet", ref, `oci-archive:${archive}:${ref}`], { timeoutMs: 300_000 });
+  try {
+    await ctr("images", "import", archive);
+  } finally {
+    rmSync(archive, { force: true });
+  }
+  return ref;
+}
+
 t.test("Migrator specs, pod states and waiter API requests against the live reconciler", async (t) => {
-  const env = await reconcilerEnv(t);
-  const digest = env.registry.push(APP_IMAGE, "latest", appImage("v1"));
-  const alive = (): boolean => env.controller.synced();
+  // One replica: every case is answered by the same process, whose restarts say whether it crashed.
+  const shop = await startShop(t, { reconciler: { replicas: 1 } });
+  const env = shop.env;
+  const ns = env.namespace;
+  const migrators = `/apis/${API_VERSION}/namespaces/${ns}/migrators`;
+  // The shop itself is the served case: synced now, asked over the waiter API once rolled out.
+  const digest = await shop.push("v1");
+  await shop.sync();
+  const image = env.images.ref(APP_REPOSITORY, APP_TAG);
+
+  /** The reconciler never restarted (a crash, a failed liveness probe) and is Ready. */
+  const alive = async (): Promise<boolean> => {
+    const pods = await shop.release.pods();
+    const ready = pods.filter((p) => p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"));
+    return ready.length === 1 && (await shop.release.restarts()).length === 0;
+  };
+  const createMigrator = (name: string, spec: MigratorSpec): Promise<Migrator> =>
+    env.kube.create<Migrator>(migrators, {
+      apiVersion: API_VERSION,
+      kind: KIND,
+      metadata: { name, namespace: ns },
+      spec,
+    });
+  const waitReason = (name: string, reason: string, timeoutMs = 120_000): Promise<Migrator> =>
+    waitFor(
+      async () => {
+        const m = await env.kube.find<Migrator>(`${migrators}/${name}`);
+        return m?.status?.conditions?.find((c) => c.type === CONDITION_READY)?.reason === reason ? m : undefined;
+      },
+      {
+        what: `Migrator ${name} to say ${reason}`,
+        timeoutMs,
+        describe: async () => JSON.stringify((await env.kube.find<Migrator>(`${migrators}/${name}`))?.status),
+      },
+    );
+  const podsOf = async (selector: string): Promise<Pod[]> =>
+    (
+      await env.kube.request<ObjectList<Pod>>("GET", `/api/v1/namespaces/${ns}/pods`, {
+        query: { labelSelector: selector },
+      })
+    ).items;
   /** No Job and no recorded digest for the Migrator: nothing was half-done. */
   const untouched = async (name: string): Promise<boolean> => {
-    const jobs = (await env.jobs()).filter((j) => j.metadata.name?.startsWith(`${name}-`));
-    const migrator = await env.getMigrator(name);
+    const jobs = (await shop.jobs()).filter((j) => j.metadata.name?.startsWith(`${name}-`));
+    const migrator = await env.kube.find<Migrator>(`${migrators}/${name}`);
     return jobs.length === 0 && migrator?.status?.lastSuccessfulMigration === undefined;
   };
   const condition = async (name: string, reason: string, message: RegExp, family: string): Promise<void> => {
-    const m = await env.waitReason(name, reason, 90_000);
-    const text = m.status?.conditions?.find((c) => c.type === "Ready")?.message ?? "";
+    const m = await waitReason(name, reason);
+    const text = m.status?.conditions?.find((c) => c.type === CONDITION_READY)?.message ?? "";
     t.match(text, message, `${name}: ${reason} says why`);
     const clean = await untouched(name);
     t.ok(clean, `${name}: no Job, no digest recorded`);
-    count(family, message.test(text), !alive(), !clean);
+    count(family, message.test(text), !(await alive()), !clean);
+  };
+  /** The app container as the shop's pods have it: its image, its database Secret. */
+  const appContainer = (ref = image): Container => ({
+    name: APP_CONTAINER,
+    image: ref,
+    env: [{ name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: DATABASE_SECRET, key: "url" } } }],
+  });
+  /** A Deployment `name` of pods labelled app=<name>, gated by Migrator `name`, on the host network. */
+  const gatedDeployment = (name: string, ref = image): KubeObject => {
+    const waiter = waiterInitContainer(name, APP_CONTAINER, {
+      image: env.world.images.reconciler,
+      apiUrl: shop.release.waiterUrl,
+    });
+    const d = deployment(ns, name, [appContainer(ref)], { initContainers: [waiter] });
+    const spec = (d.spec as { template: { spec: Record<string, unknown> } }).template.spec;
+    Object.assign(spec, { hostNetwork: true, dnsPolicy: "ClusterFirstWithHostNet" });
+    return d;
   };
 
   const specs: [string, MigratorSpec, string, RegExp][] = [
@@ -207,7 +310,7 @@ t.test("Migrator specs, pod states and waiter API requests against the live reco
     ["nobody", { selector: { matchLabels: { app: "nobody" } } }, "WaitingForPods", /no selected pods/],
   ];
   for (const [name, spec, reason, message] of specs) {
-    await env.migrator(name, spec);
+    await createMigrator(name, spec);
     await condition(name, reason, message, "Migrator spec");
   }
 
@@ -219,77 +322,87 @@ t.test("Migrator specs, pod states and waiter API requests against the live reco
     ["nocommand", { command: [] }, /spec\.command: empty/],
   ];
   for (const [name, extra, message] of gatedSpecs) {
-    await env.migrator(name, { selector: { matchLabels: { app: name } }, command: ["migrate"], ...extra });
-    await env.kube.createObject(
-      deployment(env.namespace, name, [appContainer(env)], { initContainers: [env.waiter(name)] }),
-    );
+    await createMigrator(name, { selector: { matchLabels: { app: name } }, command: ["migrate"], ...extra });
+    await env.kube.createObject(gatedDeployment(name));
     await condition(name, "InvalidSpec", message, "Migrator spec");
   }
 
-  // Pod states: an image ID without a repository digest, an image that cannot be pulled.
-  await env.migrator("nodigest", { selector: { matchLabels: { app: "nodigest" } } });
-  await env.kube.createObject(
-    pod(env.namespace, "nodigest-1", { nodeName: "elsewhere", containers: [appContainer(env)] }, { app: "nodigest" }),
-  );
-  await reportRunning(env, "nodigest-1", `docker://sha256:${"cd".repeat(32)}`);
-  await condition("nodigest", "NoDigest", /repository digest|configuration ID/, "pod state");
-  await env.migrator("unpullable", { selector: { matchLabels: { app: "unpullable" } }, command: ["migrate"] });
-  await env.kube.createObject(
-    deployment(env.namespace, "unpullable", [appContainer(env, "registry.example/nowhere:latest")], {
-      initContainers: [env.waiter("unpullable")],
-    }),
-  );
-  await condition("unpullable", "ProbeFailed", /cannot pull/, "pod state");
-
-  // A gated pod deleted while its probe runs (on a node that never pulls): the probe is cleaned up.
-  await env.migrator("vanishing", { selector: { matchLabels: { app: "vanishing" } } });
+  // Pod states: an image the node runs without a repository digest (imported into containerd, never
+  // pulled); an image no registry has (the probe's pull fails).
+  const local = await nodeOnlyImage(t, shop, "local");
+  await createMigrator("nodigest", { selector: { matchLabels: { app: "nodigest" } } });
   await env.kube.createObject(
     pod(
-      env.namespace,
+      ns,
+      "nodigest-1",
+      {
+        terminationGracePeriodSeconds: 1,
+        containers: [{ name: APP_CONTAINER, image: local, imagePullPolicy: "Never", command: ["sleep", "3600"] }],
+      },
+      { app: "nodigest" },
+    ),
+  );
+  await condition("nodigest", "NoDigest", /repository digest|configuration ID/, "pod state");
+  await createMigrator("unpullable", { selector: { matchLabels: { app: "unpullable" } }, command: ["migrate"] });
+  await env.kube.createObject(gatedDeployment("unpullable", env.images.ref("nowhere", APP_TAG)));
+  await condition("unpullable", "ProbeFailed", /cannot pull/, "pod state");
+
+  // A gated pod deleted while its probe runs. It is bound to a node that does not exist, so no kubelet
+  // ever pulls and the probe stays pending; the pod garbage collector would remove both pods only
+  // after its 40 s quarantine, so a probe gone sooner was removed by the reconciler.
+  await createMigrator("vanishing", { selector: { matchLabels: { app: "vanishing" } } });
+  await env.kube.createObject(
+    pod(
+      ns,
       "vanishing-1",
-      { nodeName: "elsewhere", containers: [appContainer(env)], initContainers: [env.waiter("vanishing")] },
+      {
+        nodeName: "elsewhere",
+        containers: [appContainer()],
+        initContainers: [
+          waiterInitContainer("vanishing", APP_CONTAINER, {
+            image: env.world.images.reconciler,
+            apiUrl: shop.release.waiterUrl,
+          }),
+        ],
+      },
       { app: "vanishing" },
     ),
   );
-  await env.waitReason("vanishing", "Probing", 60_000);
-  await env.kube.delete(`/api/v1/namespaces/${env.namespace}/pods/vanishing-1`, {
+  await waitReason("vanishing", "Probing", 30_000);
+  await env.kube.delete(`/api/v1/namespaces/${ns}/pods/vanishing-1`, {
     apiVersion: "v1",
     kind: "DeleteOptions",
     gracePeriodSeconds: 0,
   });
   const probesGone = await waitFor(
     async () =>
-      (await env.pods("migrations.coderanger.net/role=probe")).every((p) => !p.metadata.name?.startsWith("vanishing-"))
+      (await podsOf("migrations.coderanger.net/role=probe")).every((p) => !p.metadata.name?.startsWith("vanishing-"))
         ? true
         : undefined,
-    { what: "the orphaned probe to be removed", timeoutMs: 60_000 },
+    { what: "the orphaned probe to be removed", timeoutMs: 20_000 },
   ).then(
     () => true,
     () => false,
   );
   t.ok(probesGone, "vanishing: the probe of a deleted pod is removed");
-  const back = await env.waitReason("vanishing", "WaitingForPods", 60_000).then(
+  const back = await waitReason("vanishing", "WaitingForPods", 30_000).then(
     () => true,
     () => false,
   );
   t.ok(back, "vanishing: back to WaitingForPods");
-  count("pod state", probesGone && back, !alive(), !(await untouched("vanishing")));
+  count("pod state", probesGone && back, !(await alive()), !(await untouched("vanishing")));
 
-  // Waiter API requests, over HTTP to the API the reconciler serves.
-  await env.kube.createObject(
-    deployment(env.namespace, "served", [appContainer(env)], { initContainers: [env.waiter("served")] }),
-  );
-  await env.migrator("served", { selector: { matchLabels: { app: "served" } }, command: ["migrate"] });
-  await env.waitReady("served", digest, 90_000);
-  const [served] = await env.pods("app=served");
-  const podName = served?.metadata.name ?? "";
-  const base = `${env.waiterUrl}${WAITER_API_PATH}`;
+  // Waiter API requests, over HTTP to the API the reconciler serves, about the shop's released pods.
+  await shop.waitMigrated(digest);
+  const [served] = await shop.waitRolledOut(digest);
+  const podName = served?.name ?? "";
+  const base = `${shop.release.waiterUrl}${WAITER_API_PATH}`;
   const query = (over: Record<string, string | undefined> = {}): string => {
     const q: Record<string, string | undefined> = {
-      namespace: env.namespace,
+      namespace: ns,
       pod: podName,
-      migrator: "served",
-      container: "app",
+      migrator: SHOP_MIGRATOR,
+      container: APP_CONTAINER,
       timeoutSeconds: "0",
       ...over,
     };
@@ -305,7 +418,7 @@ t.test("Migrator specs, pod states and waiter API requests against the live reco
     ["oversized URL", query({ pod: `p${"x".repeat(5000)}` }), {}, 414, /./],
     ["a body", query(), { method: "POST", body: "x".repeat(64) }, 405, /./],
     ["wrong method", query(), { method: "DELETE" }, 405, /./],
-    ["unknown path", `${env.waiterUrl}/v1/secrets`, {}, 404, /./],
+    ["unknown path", `${shop.release.waiterUrl}/v1/secrets`, {}, 404, /./],
     ["unknown pod", query({ pod: "ghost" }), {}, 200, /"reason":"UnknownPod"/],
     [
       "replaced pod (uid)",
@@ -331,9 +444,12 @@ t.test("Migrator specs, pod states and waiter API requests against the live reco
     t.equal(res.status, status, `waiter API, ${name}: HTTP ${status}`);
     t.match(text, body, `waiter API, ${name}: says why`);
     if (status === 200) t.match(text, /"ready":false/, `waiter API, ${name}: never released`);
-    count("waiter API request", res.status === status && body.test(text), !alive(), false);
+    count("waiter API request", res.status === status && body.test(text), !(await alive()), false);
   }
-  t.ok(alive(), "the reconciler is still running");
+  // The well-formed question about the same pod is answered: released, with its digest.
+  const answer = (await (await fetch(query())).json()) as { ready?: boolean; digest?: string };
+  t.match(answer, { ready: true, digest }, `waiter API: ${podName} of ${SHOP_DEPLOYMENT} is released with its digest`);
+  t.ok(await alive(), "the reconciler is still running, never restarted");
 });
 
 t.teardown(() => {

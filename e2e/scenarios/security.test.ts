@@ -1,25 +1,37 @@
-// The reconciler's shipped RBAC (reconciler/deploy/rbac.yaml) is least privilege, proven on the real API
-// server with the reconciler's own ServiceAccount token:
+// The reconciler's RBAC as the Helm chart installs it (charts/digest-migrations, the same rules as
+// reconciler/deploy/rbac.yaml) is least privilege, proven on the real API server with the token of
+// the ServiceAccount its pods run as, while the chart-installed reconciler runs on the real node:
 // 1. what it must never do is refused (403): read Secrets or ConfigMaps, change workloads, change a
 //    Migrator's spec, delete Migrators or namespaces, grant itself more (RBAC objects, tokens), exec into
 //    or read logs of pods;
 // 2. its effective permissions, asked of the API server's authorizer verb by verb (SubjectAccessReview)
-//    over every resource it could plausibly want, are exactly the list below: widening the ClusterRole
-//    fails this test until the list (and docs/security.md) says why.
+//    over every resource it could plausibly want, are exactly the list below in an application's
+//    namespace, plus its own Lease in its release namespace: widening the ClusterRole fails this test
+//    until the list (and docs/security.md) says why.
 import t from "tap";
 import { ApiError, KubeClient, paths } from "../kit/client.ts";
-import { sharedCluster } from "../harness/env.ts";
-import { namespaceFor } from "../harness/env.ts";
-import { installReconciler, RECONCILER_NAMESPACE } from "../pipeline/install.ts";
+import { errorText, waitFor } from "../kit/wait.ts";
+import { nodeEnv } from "../world/env.ts";
+import { ReconcilerRelease } from "../world/reconciler-release.ts";
 import { table } from "./report.ts";
 
-const cluster = await sharedCluster();
-const admin = KubeClient.fromFile(cluster.adminKubeconfig);
-const installation = await installReconciler(cluster);
-const reconciler = KubeClient.fromFile(installation.kubeconfig);
-const namespace = namespaceFor("security");
-await cluster.ensureNamespace(namespace);
-t.teardown(() => admin.delete(paths.namespace(namespace)).catch(() => undefined));
+const env = await nodeEnv(t, { postgres: false });
+// One replica: it runs, holds its Lease and serves under exactly these permissions.
+const release = await ReconcilerRelease.install(env.world, env.kube, env.namespace, { replicas: 1 });
+const serviceAccount = `${release.fullname}-reconciler`;
+const releaseNamespace = env.namespace;
+const reconciler = KubeClient.fromFile(await env.cluster.kubeconfigFor(releaseNamespace, serviceAccount));
+const admin = env.kube;
+// An application's namespace, where its Secrets and ConfigMaps live.
+const namespace = `${env.namespace}-app`;
+await env.cluster.ensureNamespace(namespace);
+t.teardown(async () => {
+  try {
+    await admin.delete(paths.namespace(namespace));
+  } catch (err) {
+    t.fail(`teardown of namespace ${namespace}: ${errorText(err)}`);
+  }
+});
 
 await admin.createObject({
   apiVersion: "v1",
@@ -82,7 +94,7 @@ const forbidden: [string, string, string, unknown?][] = [
   [
     "patch its own ClusterRole",
     "PATCH",
-    "/apis/rbac.authorization.k8s.io/v1/clusterroles/digest-migrations-reconciler",
+    `/apis/rbac.authorization.k8s.io/v1/clusterroles/${serviceAccount}`,
     { rules: [] },
   ],
   [
@@ -100,9 +112,13 @@ t.test("what the reconciler must never do is refused by the API server", async (
     rows.push([what, `${method} ${path.replace(namespace, "<ns>")}`, String(status)]);
   }
   table(t, "refused requests (the reconciler's ServiceAccount token)", ["attempt", "request", "status"], rows);
-  // And it can do its job: the same client lists pods and reads Migrators.
+  // And it can do its job: the same client lists pods and reads Migrators; the running replica
+  // synced its caches (Ready) and holds its Lease with these permissions.
   t.equal(await statusOf("GET", `${ns}/pods`), 200, "lists pods");
   t.equal(await statusOf("GET", `/apis/migrations.coderanger.net/v1beta1/namespaces/${namespace}/migrators`), 200);
+  const leader = await waitFor(() => release.leader(), { what: `a holder of the Lease in ${releaseNamespace}` });
+  t.match(leader, /./, "the chart-installed reconciler holds its Lease");
+  t.same(await release.restarts(), [], "and never crashed");
 });
 
 // Every permission the reconciler needs, and why (group/resource: verbs). Nothing else may be granted.
@@ -147,38 +163,76 @@ const RESOURCES = [
   "admissionregistration.k8s.io/mutatingwebhookconfigurations",
 ];
 
-t.test("its effective permissions are exactly what it needs (SubjectAccessReview)", async (t) => {
-  const user = `system:serviceaccount:${RECONCILER_NAMESPACE}:${installation.serviceAccount}`;
-  const groups = ["system:serviceaccounts", `system:serviceaccounts:${RECONCILER_NAMESPACE}`, "system:authenticated"];
-  const granted: Record<string, string[]> = {};
-  for (const key of RESOURCES) {
-    const [group = "", resource = "", subresource] = key.split("/");
-    for (const verb of VERBS) {
-      const review = await admin.request<{ status: { allowed: boolean } }>(
-        "POST",
-        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
-        {
-          body: {
-            apiVersion: "authorization.k8s.io/v1",
-            kind: "SubjectAccessReview",
-            spec: {
-              user,
-              groups,
-              resourceAttributes: { namespace, verb, group, resource, ...(subresource ? { subresource } : {}) },
-            },
+const user = `system:serviceaccount:${releaseNamespace}:${serviceAccount}`;
+const groups = ["system:serviceaccounts", `system:serviceaccounts:${releaseNamespace}`, "system:authenticated"];
+
+/** Whether the API server's authorizer allows the reconciler `verb` on `key` (group/resource[/sub]) in `ns`. */
+async function allowed(ns: string, key: string, verb: string, name?: string): Promise<boolean> {
+  const [group = "", resource = "", subresource] = key.split("/");
+  const review = await admin.request<{ status: { allowed: boolean } }>(
+    "POST",
+    "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+    {
+      body: {
+        apiVersion: "authorization.k8s.io/v1",
+        kind: "SubjectAccessReview",
+        spec: {
+          user,
+          groups,
+          resourceAttributes: {
+            namespace: ns,
+            verb,
+            group,
+            resource,
+            ...(subresource ? { subresource } : {}),
+            ...(name ? { name } : {}),
           },
         },
-      );
-      if (review.status.allowed) (granted[key] ??= []).push(verb);
-    }
+      },
+    },
+  );
+  return review.status.allowed;
+}
+
+/** Every (resource, verb) of RESOURCES × VERBS the reconciler is granted in `ns`, verbs sorted. */
+async function granted(ns: string): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {};
+  for (const key of RESOURCES) {
+    for (const verb of VERBS) if (await allowed(ns, key, verb)) (out[key] ??= []).push(verb);
   }
-  for (const verbs of Object.values(granted)) verbs.sort();
-  const expected = Object.fromEntries(Object.entries(NEEDED).map(([k, v]) => [k, [...v].sort()]));
-  t.same(granted, expected, `${RESOURCES.length} resources × ${VERBS.length} verbs: granted = needed`);
+  for (const verbs of Object.values(out)) verbs.sort();
+  return out;
+}
+
+const sorted = (perms: Record<string, string[]>): Record<string, string[]> =>
+  Object.fromEntries(Object.entries(perms).map(([k, v]) => [k, [...v].sort()]));
+
+t.test("its effective permissions are exactly what it needs (SubjectAccessReview)", async (t) => {
+  const inApp = await granted(namespace);
+  t.same(inApp, sorted(NEEDED), `${RESOURCES.length} resources × ${VERBS.length} verbs: granted = needed`);
   table(
     t,
     "effective permissions in an application namespace",
     ["resource", "verbs"],
-    Object.entries(granted).map(([k, v]) => [k, v.join(",")]),
+    Object.entries(inApp).map(([k, v]) => [k, v.join(",")]),
   );
+  // In its release namespace, the leader election too: any Lease may be created (its name is not
+  // known before it exists), only its own read and renewed.
+  t.same(
+    await granted(releaseNamespace),
+    sorted({ ...NEEDED, "coordination.k8s.io/leases": ["create"] }),
+    "in the release namespace: the same, and creating a Lease",
+  );
+  const lease = `${release.fullname}-reconciler`;
+  for (const verb of ["get", "update"]) {
+    t.ok(await allowed(releaseNamespace, "coordination.k8s.io/leases", verb, lease), `${verb} its own Lease ${lease}`);
+    t.notOk(
+      await allowed(releaseNamespace, "coordination.k8s.io/leases", verb, "someone-else"),
+      `${verb} another Lease: no`,
+    );
+    t.notOk(
+      await allowed(namespace, "coordination.k8s.io/leases", verb, lease),
+      `${verb} a Lease of that name elsewhere: no`,
+    );
+  }
 });

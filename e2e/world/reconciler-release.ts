@@ -35,6 +35,14 @@ export interface ReleaseOptions {
   values?: Record<string, unknown>;
 }
 
+/** The chart's CRDs (crds/), applied and established: the Migrator kind without a reconciler. */
+export async function applyChartCrds(kube: KubeClient): Promise<void> {
+  for (const crd of readManifests(path.join(CHART_DIR, "crds/crd.yaml"))) {
+    await serverSideApply(kube, crd);
+    await waitEstablished(kube, crd.metadata.name ?? "");
+  }
+}
+
 export class ReconcilerRelease {
   readonly namespace: string;
   /** the Helm release */
@@ -100,10 +108,7 @@ export class ReconcilerRelease {
     };
     // What `helm install` does with crds/ (create the CRD when missing), done here once per test so
     // that tests installing at the same time do not race on it.
-    for (const crd of readManifests(path.join(CHART_DIR, "crds/crd.yaml"))) {
-      await serverSideApply(kube, crd);
-      await waitEstablished(kube, crd.metadata.name ?? "");
-    }
+    await applyChartCrds(kube);
     await release.#helm(["install", name, CHART_DIR, "--namespace", namespace, "--skip-crds"], values);
     await release.waitReady(opts.replicas ?? 2);
     return release;
