@@ -85,6 +85,8 @@ export class ContainerStarts {
       if (line.includes("/namespaces/create") && line.includes(marker)) subscribed.resolve();
       this.#onLine(line);
     });
+    // Once subscribed, a later exit is the reopen's business (above), not this start's.
+    subscribed.promise.catch(() => undefined);
     child.once("error", subscribed.reject);
     child.once("exit", (code) => subscribed.reject(new Error(`ctr events exited (${code})`)));
     await waitFor(
