@@ -399,7 +399,8 @@ class ClusterImpl implements Cluster {
       "--log-level=warn",
     ]);
     await waitFor(
-      async () => (JSON.parse(await httpGetText(`${this.etcdEndpoint}/health`)) as { health?: string }).health === "true",
+      async () =>
+        (JSON.parse(await httpGetText(`${this.etcdEndpoint}/health`)) as { health?: string }).health === "true",
       { what: "etcd /health", timeoutMs: timeoutMs(), intervalMs: 50, processes: [this.etcd] },
     );
 

@@ -62,7 +62,8 @@ export function buildVersions(build: BuildName): string[] {
 /** Writes a build's migrations into `dir`/migrations (as the image has them under /app). */
 export function writeMigrations(build: BuildName, dir: string): void {
   fs.mkdirSync(path.join(dir, "migrations"), { recursive: true });
-  for (const rel of BUILD_FILES[build]) fs.copyFileSync(path.join(here, rel), path.join(dir, "migrations", path.basename(rel)));
+  for (const rel of BUILD_FILES[build])
+    fs.copyFileSync(path.join(here, rel), path.join(dir, "migrations", path.basename(rel)));
 }
 
 export interface BuildOptions {

@@ -4,8 +4,7 @@
 // (a rollback to an older build runs against a newer, backwards-compatible schema). Every start is
 // recorded in app_starts. Runs until SIGTERM; with PORT set it answers GET / with 200 (readiness).
 import http from "node:http";
-import { connect, databaseUrl, ensureTables, errorText, imageBuildId,
-  podName, migrationFiles } from "./common.ts";
+import { connect, databaseUrl, ensureTables, errorText, imageBuildId, podName, migrationFiles } from "./common.ts";
 
 async function main(): Promise<void> {
   const url = databaseUrl("app");

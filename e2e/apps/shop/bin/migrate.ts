@@ -56,12 +56,10 @@ async function main(): Promise<number> {
           await sleep(sleepMs);
         }
         await client.query(file.sql);
-        await client.query("INSERT INTO schema_migrations (version, name, checksum, build_id) VALUES ($1, $2, $3, $4)", [
-          file.version,
-          file.name,
-          file.checksum,
-          buildId,
-        ]);
+        await client.query(
+          "INSERT INTO schema_migrations (version, name, checksum, build_id) VALUES ($1, $2, $3, $4)",
+          [file.version, file.name, file.checksum, buildId],
+        );
         await client.query("COMMIT");
       } catch (err) {
         await client.query("ROLLBACK");
