@@ -38,17 +38,18 @@ const MANIFEST_TYPES = [
 
 const bundles = new Map<string, Promise<string>>();
 
-/** Bundles a program once per process; returns the bundle's path. */
+/** Bundles a program once per output directory (each AppImages removes its own); returns the path. */
 function bundled(source: string, outDir: string): Promise<string> {
   const abs = path.resolve(repoRoot, source);
-  let b = bundles.get(abs);
+  const key = `${outDir}\0${abs}`;
+  let b = bundles.get(key);
   if (!b) {
     const out = path.join(
       outDir,
       `${path.basename(abs).replace(/\.[cm]?[jt]s$/, "")}-${randomBytes(3).toString("hex")}.mjs`,
     );
     b = bundle(abs, out, { sourcemap: false }).then(() => out);
-    bundles.set(abs, b);
+    bundles.set(key, b);
   }
   return b;
 }
