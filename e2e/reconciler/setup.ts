@@ -1,11 +1,11 @@
-// Shared set-up of the reconciler's end-to-end tests: the Migrator CRD, the reconciler's RBAC
-// (reconciler/deploy/rbac.yaml, bound to a ServiceAccount of the test's namespace), the
-// Controller running in-process under that ServiceAccount's kubeconfig, the waiter API it
-// answers, and the test application's images and objects.
-import { readFileSync } from "node:fs";
+// Shared set-up of the reconciler's end-to-end tests on the real node: the reconciler installed with
+// its Helm chart into the test's namespace (e2e/world/reconciler-release.ts) and observed from
+// outside only — the API (Migrators, pods, Jobs, Events), the node's runtime (containerd's
+// starts), PostgreSQL and its /metrics over HTTP — and the test application: real images built from
+// e2e/reconciler/fixtures/app.ts, pods on the host network (PostgreSQL and the waiter API listen on
+// 127.0.0.1) with the test's host directory mounted for the files a test flips (hold, fail).
+import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { parseAllDocuments } from "yaml";
 import type { Test } from "tap";
 import {
   ANNOTATIONS,
@@ -15,88 +15,46 @@ import {
   PLURAL,
   waiterInitContainer,
 } from "@digest-migrations/shared";
-import type { Container, KubeObject, Migrator, MigratorSpec, Pod } from "@digest-migrations/shared";
-import { Controller, KubeConfig } from "../../reconciler/src/controller.ts";
-import { createLogger } from "../../reconciler/src/log.ts";
-import { migrationsStarted, reconcileDuration } from "../../reconciler/src/metrics.ts";
-import { createWaiterApi } from "../../reconciler/src/waiter-api.ts";
-import { testEnv } from "../harness/env.ts";
-import type { TestEnv, TestEnvOptions } from "../harness/env.ts";
-import { waiterImage } from "../harness/images.ts";
-import type { ImageContent } from "../node/registry.ts";
+import type { Container, KubeObject, Migrator, MigratorSpec, Pod, PodSpec } from "@digest-migrations/shared";
+import { deployment } from "../harness/objects.ts";
 import type { ObjectList } from "../kit/client.ts";
+import { execFileText } from "../kit/processes.ts";
 import { Recorder } from "../kit/reflector.ts";
 import { delay, waitFor } from "../kit/wait.ts";
+import { CRI_NAMESPACE } from "../node/containerd.ts";
+import type { AppImageSpec } from "../world/app-images.ts";
+import { nodeEnv } from "../world/env.ts";
+import type { NodeEnv, NodeEnvOptions } from "../world/env.ts";
+import { ReconcilerRelease } from "../world/reconciler-release.ts";
+import type { ReleaseOptions } from "../world/reconciler-release.ts";
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const APP = path.join(repo, "e2e/reconciler/fixtures/app.ts");
-export const APP_IMAGE = "registry.example/app";
-export const WAITER_IMAGE = "registry.example/digest-migrations:test";
-const SERVICE_ACCOUNT = "digest-migrations-reconciler";
+const APP = "e2e/reconciler/fixtures/app.ts";
+/** The application's repository (under the test's prefix in the node's registry). */
+export const APP_REPOSITORY = "app";
+/** The volume of the test's host directory in the app's pods (and so in its migration Jobs). */
+const FLAGS_VOLUME = "flags";
+/** Patched on a Migrator to make the reconciler visit it (any change of a Migrator does). */
+const REVISIT_ANNOTATION = "e2e.digest-migrations/revisit";
 
-/** The test application's image content: `migrate` and `serve` commands, APP_VERSION in ENV. */
-export function appImage(version: string, env: Record<string, string> = {}): ImageContent {
-  return {
-    commands: {
-      migrate: [process.execPath, APP, "migrate"],
-      serve: [process.execPath, APP, "serve"],
-    },
-    env: { APP_VERSION: version, ...env },
-  };
+/** The test application's image: `migrate` and `serve` commands, APP_VERSION (and `env`) in ENV. */
+export function appImage(version: string, env: Record<string, string> = {}): AppImageSpec {
+  return { commands: { migrate: APP, serve: APP }, env: { APP_VERSION: version, ...env } };
 }
 
-function docs(file: string): KubeObject[] {
-  return parseAllDocuments(readFileSync(path.join(repo, file), "utf8"))
-    .map((d) => d.toJSON() as KubeObject | null)
-    .filter((d): d is KubeObject => d !== null);
+export interface ReconcilerEnvOptions extends NodeEnvOptions {
+  /** The chart install (default one replica: the tests read its counters). */
+  release?: ReleaseOptions;
 }
 
-async function createOrKeep(env: TestEnv, obj: KubeObject): Promise<void> {
-  try {
-    await env.kube.createObject(obj);
-  } catch (error) {
-    if ((error as { status?: number }).status !== 409) throw error;
-  }
-}
-
-/** Installs the Migrator CRD (once per cluster) and waits until it is served. */
-async function installCrd(env: TestEnv): Promise<void> {
-  for (const crd of docs("reconciler/deploy/crd.yaml")) await createOrKeep(env, crd);
-  await waitFor(
-    async () => {
-      const list = await env.kube.get<{ resources?: { name: string }[] }>(`/apis/${API_VERSION}`);
-      return (list.resources ?? []).some((r) => r.name === PLURAL);
-    },
-    { what: "the Migrator CRD to be served", timeoutMs: 30_000 },
-  );
-}
-
-/**
- * The reconciler's ClusterRole from rbac.yaml bound to a ServiceAccount in `namespace`; returns
- * that ServiceAccount's kubeconfig, so the Controller runs with exactly the shipped permissions.
- */
-async function reconcilerKubeconfig(env: TestEnv): Promise<KubeConfig> {
-  const file = await env.cluster.kubeconfigFor(env.namespace, SERVICE_ACCOUNT);
-  const rbac = docs("reconciler/deploy/rbac.yaml");
-  const role = rbac.find((d) => d.kind === "ClusterRole");
-  if (role === undefined) throw new Error("reconciler/deploy/rbac.yaml has no ClusterRole");
-  await createOrKeep(env, role);
-  await env.kube.createObject({
-    apiVersion: "rbac.authorization.k8s.io/v1",
-    kind: "ClusterRoleBinding",
-    metadata: { name: `${role.metadata.name}-${env.namespace}` },
-    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role.metadata.name },
-    subjects: [{ kind: "ServiceAccount", name: SERVICE_ACCOUNT, namespace: env.namespace }],
-  });
-  const kc = new KubeConfig();
-  kc.loadFromFile(file);
-  return kc;
-}
-
-export interface ReconcilerEnv extends TestEnv {
-  controller: Controller;
-  waiterUrl: string;
-  /** A waiter init container for `migrator` gating container `container`. */
+export interface ReconcilerEnv extends NodeEnv {
+  release: ReconcilerRelease;
+  /** Builds `spec` and pushes it as <APP_REPOSITORY or name>:tag; returns the new digest. */
+  push(spec: AppImageSpec, tag?: string, name?: string): Promise<string>;
+  /** `<registry>/<namespace>/<name>:<tag>`. */
+  ref(tag?: string, name?: string): string;
+  /** A path in the test's host directory, the same inside the app's pods. */
+  flag(name: string): string;
+  /** A waiter init container (the reconciler's image) for `migrator` gating container `container`. */
   waiter(migrator: string, container?: string): Container;
   migrator(name: string, spec: MigratorSpec, annotations?: Record<string, string>): Promise<Migrator>;
   getMigrator(name: string): Promise<Migrator | undefined>;
@@ -111,41 +69,29 @@ export interface ReconcilerEnv extends TestEnv {
   waitReason(name: string, reason: string, timeoutMs?: number): Promise<Migrator>;
 }
 
-export async function reconcilerEnv(
-  t: Test,
-  opts: TestEnvOptions & { controller?: Partial<ConstructorParameters<typeof Controller>[0]> } = {},
-): Promise<ReconcilerEnv> {
-  const env = await testEnv(t, opts);
-  await installCrd(env);
-  env.registry.push("registry.example/digest-migrations", "test", waiterImage());
-  const kubeconfig = await reconcilerKubeconfig(env);
-  const log = createLogger({ level: process.env.DM_E2E_VERBOSE ? "debug" : "silent" });
-  const controller = new Controller({
-    kubeconfig,
-    namespaces: [env.namespace],
-    identity: "e2e",
-    log,
-    probeImagePullTimeoutSeconds: 60,
-    ...opts.controller,
+export async function reconcilerEnv(t: Test, opts: ReconcilerEnvOptions = {}): Promise<ReconcilerEnv> {
+  const env = await nodeEnv(t, opts);
+  const release = await ReconcilerRelease.install(env.world, env.kube, env.namespace, {
+    replicas: 1,
+    ...opts.release,
   });
-  const api = createWaiterApi({ oracle: controller, log, rateLimit: { burst: 1000, perSecond: 1000 } });
-  const address = await api.listen(0, "127.0.0.1");
-  const waiterUrl = `http://127.0.0.1:${address.port}`;
-  await controller.start();
-  controller.startWriting();
   t.teardown(async () => {
-    await api.close();
-    await controller.stop();
+    // Said before the namespace (and with it the reconciler's log) is gone.
+    const restarts = await release.restarts().catch(() => []);
+    if (restarts.length > 0) t.fail(`the reconciler restarted: ${restarts.join("; ")}`);
+    if (process.env.DM_E2E_VERBOSE) console.error(await release.logs().catch(() => ""));
   });
-
   const migratorPath = `/apis/${API_VERSION}/namespaces/${env.namespace}/${PLURAL}`;
-  const databaseUrl = env.database?.url ?? "";
   const self: ReconcilerEnv = {
     ...env,
-    controller,
-    waiterUrl,
+    release,
+    async push(spec, tag = "latest", name = APP_REPOSITORY) {
+      return (await env.images.push(name, tag, spec)).digest;
+    },
+    ref: (tag = "latest", name = APP_REPOSITORY) => env.images.ref(name, tag),
+    flag: (name) => path.join(env.hostDir, name),
     waiter: (migrator, container = "app") =>
-      waiterInitContainer(migrator, container, { image: WAITER_IMAGE, apiUrl: waiterUrl }),
+      waiterInitContainer(migrator, container, { image: env.world.images.reconciler, apiUrl: release.waiterUrl }),
     async migrator(name, spec, annotations = {}) {
       return env.kube.create<Migrator>(migratorPath, {
         apiVersion: API_VERSION,
@@ -165,7 +111,7 @@ export async function reconcilerEnv(
       return (await env.kube.get<ObjectList<KubeObject>>(`/apis/batch/v1/namespaces/${env.namespace}/jobs`)).items;
     },
     async applied() {
-      if (env.database === undefined || env.postgres === undefined) throw new Error("no database");
+      if (env.database === undefined) throw new Error(`test ${t.name} has no database`);
       const exists = await env.postgres.query<{ t: string | null }>(
         env.database.name,
         "select to_regclass('applied') as t",
@@ -184,16 +130,16 @@ export async function reconcilerEnv(
         (e) => (e.involvedObject as { kind?: string }).kind === KIND && (reason === undefined || e.reason === reason),
       );
     },
-    async waitEvents(reason, timeoutMs = 10_000) {
+    async waitEvents(reason, timeoutMs = 15_000) {
       return waitFor(
         async () => {
           const events = await self.events(reason);
           return events.length > 0 ? events : undefined;
         },
-        { what: `an Event ${reason} on a Migrator`, timeoutMs },
+        { what: `an Event ${reason} on a Migrator in ${env.namespace}`, timeoutMs },
       );
     },
-    async waitReady(name, digest, timeoutMs = 60_000) {
+    async waitReady(name, digest, timeoutMs = 120_000) {
       return waitFor(
         async () => {
           const m = await self.getMigrator(name);
@@ -205,7 +151,7 @@ export async function reconcilerEnv(
         { what: `Migrator ${name} to record ${digest}`, timeoutMs, describe: () => describeMigrator(self, name) },
       );
     },
-    async waitReason(name, reason, timeoutMs = 60_000) {
+    async waitReason(name, reason, timeoutMs = 120_000) {
       return waitFor(
         async () => {
           const m = await self.getMigrator(name);
@@ -215,7 +161,6 @@ export async function reconcilerEnv(
       );
     },
   };
-  void databaseUrl;
   return self;
 }
 
@@ -233,8 +178,11 @@ export async function describeMigrator(env: ReconcilerEnv, name: string): Promis
   return `status=${JSON.stringify(m?.status)}\n  ${podText}`;
 }
 
-/** The application container: `serve` of the app image, DATABASE_URL of the test database. */
-export function appContainer(env: TestEnv, image = `${APP_IMAGE}:latest`): Container {
+/**
+ * The application container: `serve` of the app image, DATABASE_URL of the test database, the
+ * test's host directory mounted at its own path (where FAIL_FILE and HOLD_FILE point).
+ */
+export function appContainer(env: ReconcilerEnv, image = env.ref()): Container {
   return {
     name: "app",
     image,
@@ -246,54 +194,113 @@ export function appContainer(env: TestEnv, image = `${APP_IMAGE}:latest`): Conta
         valueFrom: { fieldRef: { fieldPath: `metadata.annotations['${ANNOTATIONS.digest}']` } },
       },
     ],
+    volumeMounts: [{ name: FLAGS_VOLUME, mountPath: env.hostDir }],
   };
+}
+
+/**
+ * A pod spec of the test application on the real node: the host's network namespace (PostgreSQL,
+ * the waiter API and the API server listen on 127.0.0.1 there) and the host directory as a volume.
+ * The reconciler clones it into the migration Job, so the Job's pod has both too.
+ */
+export function appPodSpec(env: ReconcilerEnv, spec: PodSpec): PodSpec {
+  return {
+    hostNetwork: true,
+    dnsPolicy: "ClusterFirstWithHostNet",
+    terminationGracePeriodSeconds: 5,
+    ...spec,
+    volumes: [
+      ...((spec["volumes"] as unknown[] | undefined) ?? []),
+      { name: FLAGS_VOLUME, hostPath: { path: env.hostDir, type: "Directory" } },
+    ],
+  };
+}
+
+/** A Deployment `name` (pods labelled app=<name>) of `container`, gated by Migrator `migrator`. */
+export function appDeployment(
+  env: ReconcilerEnv,
+  name: string,
+  opts: { migrator?: string; replicas?: number; container?: Container; labels?: Record<string, string> } = {},
+): KubeObject {
+  const d = deployment(env.namespace, name, [opts.container ?? appContainer(env)], {
+    replicas: opts.replicas ?? 1,
+    ...(opts.migrator === undefined ? {} : { initContainers: [env.waiter(opts.migrator)] }),
+    ...(opts.labels === undefined ? {} : { labels: opts.labels }),
+  });
+  const template = (d.spec as { template: { spec: PodSpec } }).template;
+  template.spec = appPodSpec(env, template.spec);
+  return d;
 }
 
 /** The running app pods' gated container images, of pods past their waiter. */
 export function runningImages(pods: Pod[]): string[] {
   return pods
     .filter((p) => p.metadata.deletionTimestamp === undefined && p.status?.phase === "Running")
-    .flatMap((p) => (p.status?.containerStatuses ?? []).filter((s) => s.name === "app").map((s) => s.imageID));
+    .flatMap((p) =>
+      (p.status?.containerStatuses ?? []).filter((s) => s.name === "app" && s.state?.running).map((s) => s.imageID),
+    );
 }
 
 /**
- * Writes the status a kubelet reports for a running pod whose container `app` runs `imageID` (a pod on a
- * node no emulator runs, so the test plays that node's kubelet). A `docker://sha256:…` ID without a
- * repository is what a node reports for an image built or loaded there: no repository digest.
+ * What containerd says about the app containers it started for pods named `<prefix>…`, as
+ * sentences (empty = as promised): each ran an image whose repository digest is one of `migrated`.
  */
-export async function reportRunning(env: ReconcilerEnv, podName: string, imageID: string): Promise<void> {
-  await env.kube.request("PATCH", `/api/v1/namespaces/${env.namespace}/pods/${podName}/status`, {
-    contentType: "application/merge-patch+json",
-    body: {
-      status: {
-        phase: "Running",
-        containerStatuses: [
-          {
-            name: "app",
-            image: `${APP_IMAGE}:latest`,
-            imageID,
-            ready: true,
-            restartCount: 0,
-            state: { running: {} },
-          },
-        ],
-      },
-    },
-  });
+export async function unmigratedStarts(env: ReconcilerEnv, prefix: string, migrated: string[]): Promise<string[]> {
+  await env.starts.settled();
+  const problems = [...env.starts.errors];
+  for (const s of env.starts.starts) {
+    if (s.container !== "app" || !s.pod.startsWith(prefix)) continue;
+    const digests = s.repoDigests.map((d) => d.slice(d.lastIndexOf("@") + 1));
+    if (!digests.some((d) => migrated.includes(d)))
+      problems.push(
+        `containerd started app in pod ${s.pod} from image ${s.imageId} (${digests.join(", ") || "no repository digest"}), not a migrated digest`,
+      );
+  }
+  return problems;
 }
 
-/** Migration Jobs the controller created (digest_migrations_migrations_started_total) for `migrator` of `env`. */
-export async function jobsStarted(env: TestEnv, migrator = "db"): Promise<number> {
-  const metric = await migrationsStarted.get();
-  return metric.values.find((v) => v.labels.namespace === env.namespace && v.labels.migrator === migrator)?.value ?? 0;
+/** One sample of the Prometheus text format. */
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
 }
 
-/** Reconciles this process has run so far (every result), from digest_migrations_reconcile_duration_seconds. */
-export async function reconcileCount(): Promise<number> {
-  const metric = await reconcileDuration.get();
-  return metric.values
-    .filter((v) => v.metricName === "digest_migrations_reconcile_duration_seconds_count")
-    .reduce((sum, v) => sum + v.value, 0);
+/** Parses the Prometheus text exposition format (comments skipped). */
+export function parseMetrics(text: string): Sample[] {
+  const samples: Sample[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const m = /^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (m === null) throw new Error(`not a Prometheus sample: ${JSON.stringify(line)}`);
+    const labels: Record<string, string> = {};
+    const pairs = /([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+    for (let l = pairs.exec(m[2] ?? ""); l !== null; l = pairs.exec(m[2] ?? "")) {
+      labels[l[1] ?? ""] = (l[2] ?? "").replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c));
+    }
+    samples.push({ name: m[1] ?? "", labels, value: Number(m[3]) });
+  }
+  return samples;
+}
+
+/** The sum of the samples `name` whose labels include `labels`, from the one reconciler's /metrics. */
+export async function metric(env: ReconcilerEnv, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const pods = await env.release.pods();
+  if (pods.length !== 1)
+    throw new Error(`${name}: counting needs exactly one reconciler replica, ${env.namespace} has ${pods.length}`);
+  return parseMetrics(await env.release.metrics())
+    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+    .reduce((sum, s) => sum + s.value, 0);
+}
+
+/** Migration Jobs the reconciler created for `migrator` (digest_migrations_migrations_started_total). */
+export function jobsStarted(env: ReconcilerEnv, migrator = "db"): Promise<number> {
+  return metric(env, "digest_migrations_migrations_started_total", { namespace: env.namespace, migrator });
+}
+
+/** Reconciles the reconciler has run so far (every result), from digest_migrations_reconcile_duration_seconds. */
+export function reconcileCount(env: ReconcilerEnv): Promise<number> {
+  return metric(env, "digest_migrations_reconcile_duration_seconds_count");
 }
 
 /**
@@ -302,7 +309,7 @@ export async function reconcileCount(): Promise<number> {
  */
 export async function record<T extends KubeObject>(
   t: Test,
-  env: TestEnv,
+  env: NodeEnv,
   path: string,
   labelSelector?: string,
 ): Promise<Recorder<T>> {
@@ -316,17 +323,64 @@ export async function record<T extends KubeObject>(
 }
 
 /**
- * An observation window, for asserting that nothing happens: runs `check` every 250 ms for `ms`
- * milliseconds and returns how many reconciles ran meanwhile, so the test can assert that the window
- * spanned several revisits of the Migrator (run the controller with a short `resyncSeconds`).
+ * An observation window, for asserting that nothing happens: runs `check` every 500 ms for `ms`
+ * milliseconds, touching Migrator `migrator` (an annotation) each time so the reconciler revisits
+ * it, and returns how many reconciles ran meanwhile (its /metrics), so the test can assert that the
+ * window spanned several full reconciles.
  */
-export async function observe(ms: number, check: () => Promise<void>): Promise<number> {
-  const before = await reconcileCount();
+export async function observe(
+  env: ReconcilerEnv,
+  migrator: string,
+  ms: number,
+  check: () => Promise<void>,
+): Promise<number> {
+  const before = await reconcileCount(env);
   const end = Date.now() + ms;
+  let visit = 0;
   while (Date.now() < end) {
     await check();
-    await delay(250);
+    await env.kube.patchObject(API_VERSION, KIND, env.namespace, migrator, {
+      metadata: { annotations: { [REVISIT_ANNOTATION]: String(++visit) } },
+    });
+    await delay(500);
   }
   await check();
-  return (await reconcileCount()) - before;
+  return (await reconcileCount(env)) - before;
+}
+
+/**
+ * An image that exists on the node only, never in a registry (built here and imported into
+ * containerd): a pod runs it with imagePullPolicy Never, and the kubelet reports its imageID as the
+ * image's configuration ID, `sha256:<hex>`, with no repository digest. Returns the reference and
+ * that ID; the image is removed from the node and buildah at the test's end.
+ */
+export async function nodeOnlyImage(t: Test, env: NodeEnv, name: string): Promise<{ ref: string; id: string }> {
+  const ref = `localhost/${env.namespace}/${name}:local`;
+  const archive = path.join(env.hostDir, `${name}.tar`);
+  const ctr = (...args: string[]): Promise<string> =>
+    execFileText("ctr", ["--address", env.world.node.containerdSocket, "--namespace", CRI_NAMESPACE, ...args], {
+      timeoutMs: 120_000,
+    });
+  const container = (await execFileText("buildah", ["from", "--pull=never", env.world.images.base])).trim();
+  try {
+    await execFileText("buildah", ["commit", "--quiet", container, ref]);
+  } finally {
+    await execFileText("buildah", ["rm", container]).catch(() => undefined);
+  }
+  t.teardown(async () => {
+    await ctr("images", "rm", ref).catch(() => undefined);
+    await execFileText("buildah", ["rmi", ref]).catch(() => undefined);
+  });
+  await execFileText("buildah", ["push", "--quiet", "--disable-compression", ref, `oci-archive:${archive}:${ref}`], {
+    timeoutMs: 300_000,
+  });
+  try {
+    await ctr("images", "import", archive);
+  } finally {
+    fs.rmSync(archive, { force: true });
+  }
+  const id = (
+    await execFileText("buildah", ["inspect", "--type", "image", "--format", "{{.FromImageID}}", ref])
+  ).trim();
+  return { ref, id: `sha256:${id.replace(/^sha256:/, "")}` };
 }
