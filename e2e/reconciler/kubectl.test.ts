@@ -1,14 +1,14 @@
 // What `kubectl get` and `kubectl describe` show of a Migrator, with the real kubectl against the
 // CRD's printer columns: the short digest, Ready and its reason by default; the full digest and the
-// Job with -o wide; the conditions and the Events of the transitions in describe.
+// Job with -o wide; the conditions and the Events of the transitions in describe. The reconciler is
+// the chart's default install (two replicas, leader election); what it shows is the leader's writing.
 import t from "tap";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { CONDITION_MIGRATIONS_READY, CONDITION_READY } from "@digest-migrations/shared";
 import { tools } from "../../plugin/test/tools.ts";
-import { deployment } from "../harness/objects.ts";
 import { waitFor } from "../kit/wait.ts";
-import { APP_IMAGE, appContainer, appImage, describeMigrator, reconcilerEnv } from "./setup.ts";
+import { appDeployment, appImage, describeMigrator, reconcilerEnv } from "./setup.ts";
 import type { ReconcilerEnv } from "./setup.ts";
 
 const run = promisify(execFile);
@@ -29,19 +29,17 @@ function table(text: string): string[][] {
 }
 
 t.test("kubectl get and describe a Migrator", async (t) => {
-  const env = await reconcilerEnv(t);
-  const d1 = env.registry.push(APP_IMAGE, "latest", appImage("v1"));
+  const env = await reconcilerEnv(t, { release: { replicas: 2 } });
+  const d1 = await env.push(appImage("v1"));
   await env.migrator("db", { selector: { matchLabels: { app: "web" } }, command: ["migrate"] });
-  await env.kube.createObject(
-    deployment(env.namespace, "web", [appContainer(env)], { replicas: 1, initContainers: [env.waiter("db")] }),
-  );
+  await env.kube.createObject(appDeployment(env, "web", { migrator: "db" }));
   const m = await waitFor(
     async () => {
       const current = await env.getMigrator("db");
       const ready = current?.status?.conditions?.find((c) => c.type === CONDITION_READY);
       return current?.status?.lastSuccessfulMigration === d1 && ready?.reason === "Succeeded" ? current : undefined;
     },
-    { what: "Migrator db to say Succeeded for D1", timeoutMs: 90_000, describe: () => describeMigrator(env, "db") },
+    { what: "Migrator db to say Succeeded for D1", timeoutMs: 120_000, describe: () => describeMigrator(env, "db") },
   );
   await env.waitEvents("Succeeded");
   const job = m.status?.currentJob;
