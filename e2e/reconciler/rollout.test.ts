@@ -1,25 +1,25 @@
-// The digest protocol end to end on a real control plane: a Deployment with a mutable tag, a
-// Migrator, the node emulator pulling from a registry whose `latest` moves, PostgreSQL.
+// The digest protocol end to end on the real node: a Deployment with a mutable tag, a Migrator, the
+// chart-installed reconciler, the kubelet pulling from the node's registry whose tag moves (every
+// push a real build with a new digest), PostgreSQL. What each app container ran is read from
+// containerd, never from the reconciler.
+import fs from "node:fs";
 import t from "tap";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { probeDuration } from "../../reconciler/src/metrics.ts";
 import { ANNOTATIONS, API_VERSION, KIND, pinnedDigest } from "@digest-migrations/shared";
 import type { Container, KubeObject, Pod } from "@digest-migrations/shared";
 import { STRATEGIC_MERGE_PATCH } from "../kit/client.ts";
-import { deployment } from "../harness/objects.ts";
 import { waitFor } from "../kit/wait.ts";
 import {
-  APP_IMAGE,
   appContainer,
+  appDeployment,
   appImage,
   describeMigrator,
   jobsStarted,
+  metric,
   observe,
   reconcilerEnv,
   record,
   runningImages,
+  unmigratedStarts,
 } from "./setup.ts";
 import type { ReconcilerEnv } from "./setup.ts";
 
@@ -28,7 +28,7 @@ const SELECTOR = "app=web";
 const PROBE_SELECTOR = "migrations.coderanger.net/role=probe";
 
 function web(env: ReconcilerEnv, replicas = 2, app: Container = appContainer(env)): KubeObject {
-  return deployment(env.namespace, "web", [app], { replicas, initContainers: [env.waiter("db")] });
+  return appDeployment(env, "web", { migrator: "db", replicas, container: app });
 }
 
 async function restart(env: ReconcilerEnv, value: string): Promise<void> {
@@ -47,7 +47,7 @@ async function waitRunning(env: ReconcilerEnv, digest: string, replicas = 2): Pr
       const pinned = pods.every((p) => pinnedDigest(p.spec.containers[0]?.image) === digest);
       return images.length === replicas && images.every((id) => id.endsWith(`@${digest}`)) && pinned ? pods : undefined;
     },
-    { what: `web pods to run ${digest}`, timeoutMs: 90_000, describe: () => describeMigrator(env, "db") },
+    { what: `web pods to run ${digest}`, timeoutMs: 120_000, describe: () => describeMigrator(env, "db") },
   );
 }
 
@@ -72,49 +72,68 @@ interface SecurityContext {
 }
 
 t.test("first rollout, then a new push of the same tag", async (t) => {
-  // Two nodes; the app's pods are pinned to node a by nodeSelector, so a probe that did not name the
-  // gated pods' node would be bound by the scheduler (the emulator) to the emptier node b.
-  const env = await reconcilerEnv(t, { nodes: ["a", "b"] });
-  const nodeA = env.nodeName("a");
+  // One real node: the probe must be bound to it by name (the scheduler is not asked), run as the
+  // gated pods' service account with their pull secret, and pull the way they do.
+  const env = await reconcilerEnv(t);
   const probes = await record<Pod>(t, env, `/api/v1/namespaces/${env.namespace}/pods`, PROBE_SELECTOR);
   // A mutable tag other than `latest`, pulled Always: the apiserver would default a probe that did not
   // copy the gated container's pull policy to IfNotPresent.
   const tag = "main";
-  const d1 = env.registry.push(APP_IMAGE, tag, appImage("v1"));
+  const d1 = await env.push(appImage("v1"), tag);
   await env.kube.createObject({
     apiVersion: "v1",
     kind: "ServiceAccount",
     metadata: { name: "web", namespace: env.namespace },
   });
-  const base = web(env, 2, { ...appContainer(env, `${APP_IMAGE}:${tag}`), imagePullPolicy: "Always" });
+  // Credentials for the node's registry (which asks for none): the kubelet pulls with them.
+  await env.kube.createObject({
+    apiVersion: "v1",
+    kind: "Secret",
+    type: "kubernetes.io/dockerconfigjson",
+    metadata: { name: "registry-credentials", namespace: env.namespace },
+    stringData: {
+      ".dockerconfigjson": JSON.stringify({
+        auths: { [env.world.node.registry]: { auth: Buffer.from("ci:not-checked").toString("base64") } },
+      }),
+    },
+  });
+  // The ServiceAccount admission plugin refuses pods of an account whose token is not made yet.
+  await waitFor(
+    async () =>
+      (
+        (await env.kube.getObject<KubeObject & { secrets?: unknown[] }>("v1", "ServiceAccount", env.namespace, "web"))
+          ?.secrets ?? []
+      ).length > 0,
+    { what: "the web ServiceAccount's token", timeoutMs: 30_000 },
+  );
+  const base = web(env, 2, { ...appContainer(env, env.ref(tag)), imagePullPolicy: "Always" });
   const template = (base.spec as { template: { spec: Pod["spec"] } }).template;
   template.spec = {
     ...template.spec,
     serviceAccountName: "web",
     imagePullSecrets: [{ name: "registry-credentials" }],
     tolerations: [{ key: "example.com/dedicated", operator: "Equal", value: "web", effect: "NoSchedule" }],
-    nodeSelector: { "kubernetes.io/hostname": nodeA },
   };
   // The Deployment first: both gated pods exist and are bound before the Migrator (and so any probe).
   await env.kube.createObject(base);
   const gated = await waitFor(
     async () => {
       const pods = await env.pods(SELECTOR);
-      return pods.length === 2 && pods.every((p) => p.spec.nodeName === nodeA) ? pods : undefined;
+      return pods.length === 2 && pods.every((p) => p.spec.nodeName === env.nodeName) ? pods : undefined;
     },
-    { what: "both web pods to be created and bound to node a", timeoutMs: 60_000 },
+    { what: "both web pods to be created and bound to the node", timeoutMs: 60_000 },
   );
   const migrator = await env.migrator("db", { selector: { matchLabels: { app: "web" } }, command: ["migrate"] });
 
   // Gated pods → probe → one Job pinned to D1 → recorded → released.
-  const m1 = await env.waitReady("db", d1, 90_000);
+  const m1 = await env.waitReady("db", d1);
   t.equal(m1.status?.lastSuccessfulMigration, d1, "lastSuccessfulMigration is the digest");
   t.equal(m1.status?.currentDigest, d1);
   const jobs1 = await env.jobs();
   t.equal(jobs1.length, 1, "one Job");
   const job1 = jobs1[0]!;
   const spec1 = (job1.spec as { template: { spec: Pod["spec"] } }).template.spec;
-  t.equal(spec1.containers[0]?.image, `${APP_IMAGE}:${tag}@${d1}`, "the Job runs the pinned digest");
+  t.equal(spec1.containers[0]?.image, `${env.ref(tag)}@${d1}`, "the Job runs the pinned digest");
   t.equal(job1.metadata.annotations?.[ANNOTATIONS.digest], d1, "the Job is annotated with the digest");
   const running1 = await waitRunning(env, d1);
   t.same(
@@ -124,13 +143,7 @@ t.test("first rollout, then a new push of the same tag", async (t) => {
   );
   // The probe that resolved D1 is removed once its pods are pinned, and its lifetime recorded.
   const resolvedProbes = await waitFor(
-    async () => {
-      const metric = await probeDuration.get();
-      const count = metric.values.find(
-        (v) => v.metricName === "digest_migrations_probe_duration_seconds_count" && v.labels.result === "resolved",
-      );
-      return count !== undefined && count.value >= 1 ? count.value : undefined;
-    },
+    async () => metric(env, "digest_migrations_probe_duration_seconds_count", { result: "resolved" }),
     { what: "a resolved probe in digest_migrations_probe_duration_seconds", timeoutMs: 30_000 },
   );
   t.ok(resolvedProbes >= 1, "probe duration observed with result=resolved");
@@ -144,7 +157,8 @@ t.test("first rollout, then a new push of the same tag", async (t) => {
     timeoutMs: 30_000,
   });
 
-  // One probe for both gated pods, reproducing how they pull, on their node, owned by the Migrator.
+  // One probe for both gated pods, reproducing how they pull, on their node, owned by the Migrator. The
+  // kubelet pulled its image and reported the digest (a probe's container cannot start: StartError).
   const all = probes.all();
   t.equal(all.length, 1, "exactly one probe pod was created for both gated pods");
   const probe = all[0]!;
@@ -157,7 +171,16 @@ t.test("first rollout, then a new push of the same tag", async (t) => {
     ),
     "the probe started after both gated pods existed",
   );
-  t.equal(probe.spec.nodeName, nodeA, "on the gated pods' node");
+  t.equal(probe.spec.nodeName, env.nodeName, "bound to the gated pods' node");
+  const probeStatus = probe.status?.containerStatuses?.[0];
+  t.match(
+    probeStatus,
+    {
+      imageID: `${env.images.repository("app")}@${d1}`,
+      state: { terminated: { reason: "StartError", exitCode: 128 } },
+    },
+    "the kubelet pulled the image and reported its digest (StartError, exit 128)",
+  );
   t.equal(probe.spec.serviceAccountName, "web", "with the gated pods' service account");
   t.same(probe.spec.imagePullSecrets, [{ name: "registry-credentials" }], "with the gated pods' imagePullSecrets");
   t.same(probe.spec.tolerations, gatedSpec.tolerations, "with the gated pods' tolerations");
@@ -190,10 +213,10 @@ t.test("first rollout, then a new push of the same tag", async (t) => {
   t.equal(probe.metadata.ownerReferences?.length, 1, "and only by it");
 
   // CI pushes a new tag; the Deployment is restarted: exactly one more Job, for D2.
-  const d2 = env.registry.push(APP_IMAGE, tag, appImage("v2"));
+  const d2 = await env.push(appImage("v2"), tag);
   t.not(d2, d1);
   await restart(env, "1");
-  const m2 = await env.waitReady("db", d2, 90_000);
+  const m2 = await env.waitReady("db", d2);
   t.equal(m2.status?.lastSuccessfulMigration, d2);
   t.same(
     m2.status?.migratedDigests?.map((r) => r.digest),
@@ -215,40 +238,39 @@ t.test("first rollout, then a new push of the same tag", async (t) => {
   );
   t.equal(jobs2[0]?.metadata.annotations?.[ANNOTATIONS.digest], d2, "the D2 Job stays for its logs");
   t.ok((await env.waitEvents("Succeeded")).length >= 1, "an Event for the transition");
+  t.same(await unmigratedStarts(env, "web-", [d1, d2]), [], "every app container started on a migrated digest");
 });
 
 /** Migration Jobs the controller created for Migrator `db` of this test's namespace. */
 const started = (env: ReconcilerEnv): Promise<number> => jobsStarted(env, "db");
 
 t.test("a moving tag during a migration, old and new pods together, and a rollback", async (t) => {
-  // Revisits every second (resync), so the observation window below spans several full reconciles.
-  const env = await reconcilerEnv(t, { controller: { resyncSeconds: 1 } });
-  const hold = path.join(mkdtempSync(path.join(tmpdir(), "dm-hold-")), "go");
-  t.teardown(() => rmSync(path.dirname(hold), { recursive: true, force: true }));
-  const d1 = env.registry.push(APP_IMAGE, "latest", appImage("v1"));
+  const env = await reconcilerEnv(t);
+  const hold = env.flag("go");
+  const d1 = await env.push(appImage("v1"));
   await env.migrator("db", { selector: { matchLabels: { app: "web" } }, command: ["migrate"] });
   await env.kube.createObject(web(env));
-  await env.waitReady("db", d1, 90_000);
+  await env.waitReady("db", d1);
   await waitRunning(env, d1);
   t.equal(await started(env), 1);
 
   // D2's migration is held, so old D1 pods and gated D2 pods live side by side.
-  const d2 = env.registry.push(APP_IMAGE, "latest", appImage("v2", { HOLD_FILE: hold }));
+  const d2 = await env.push(appImage("v2", { HOLD_FILE: hold }));
   await restart(env, "1");
   await waitFor(
     async () => {
       const m = await env.getMigrator("db");
       return m?.status?.currentDigest === d2 && m.status.conditions?.some((c) => c.reason === "Running");
     },
-    { what: "the D2 migration to run", timeoutMs: 60_000, describe: () => describeMigrator(env, "db") },
+    { what: "the D2 migration to run", timeoutMs: 120_000, describe: () => describeMigrator(env, "db") },
   );
   // The tag moves again while D2 migrates.
-  const d3 = env.registry.push(APP_IMAGE, "latest", appImage("v3"));
+  const d3 = await env.push(appImage("v3"));
   // An observation window over several revisits: the wanted digest never flaps back to D1 (or on to
   // D3, which no pod runs yet) and no other Job starts.
   const wantedSeen = new Set<string | undefined>();
   const jobDigests = new Set<string | undefined>();
-  const visits = await observe(6000, async () => {
+  const visits = await observe(env, "db", 6000, async () => {
     wantedSeen.add((await env.getMigrator("db"))?.status?.currentDigest);
     for (const job of await env.jobs()) jobDigests.add(job.metadata.annotations?.[ANNOTATIONS.digest]);
   });
@@ -256,8 +278,8 @@ t.test("a moving tag during a migration, old and new pods together, and a rollba
   t.same([...wantedSeen], [d2], "the newest pods' digest stays wanted");
   t.notOk(jobDigests.has(d3), "no Job for D3 yet");
   t.equal(await started(env), 2, "exactly one Job for D2");
-  writeFileSync(hold, "");
-  await env.waitReady("db", d2, 90_000);
+  fs.writeFileSync(hold, "");
+  await env.waitReady("db", d2);
   // The pod released first was pinned to D2 before the tag moved, so it runs D2. The rollout's
   // next pod is created after the move: its node resolves D3, which is migrated after D2 and
   // before that pod starts — every pod runs a migrated digest, never an unmigrated one.
@@ -268,7 +290,7 @@ t.test("a moving tag during a migration, old and new pods together, and a rollba
       const ok = pods.length === 2 && images.length === 2 && images.every((id) => id.endsWith(d2) || id.endsWith(d3));
       return ok ? images : undefined;
     },
-    { what: "the D2 rollout to finish", timeoutMs: 90_000, describe: () => describeMigrator(env, "db") },
+    { what: "the D2 rollout to finish", timeoutMs: 180_000, describe: () => describeMigrator(env, "db") },
   );
   t.ok(
     mixed.some((id) => id.endsWith(d2)),
@@ -277,7 +299,7 @@ t.test("a moving tag during a migration, old and new pods together, and a rollba
 
   // D3 is handled after D2: restarted pods resolve the tag's new digest; one Job for D3 in all.
   await restart(env, "2");
-  await env.waitReady("db", d3, 90_000);
+  await env.waitReady("db", d3);
   await waitRunning(env, d3);
   t.equal(await started(env), 3, "one Job per digest");
   t.same(
@@ -287,7 +309,7 @@ t.test("a moving tag during a migration, old and new pods together, and a rollba
   );
 
   // Rollback: `latest` points at D1 again; D1 is in the history, so no Job and immediate release.
-  env.registry.tag(APP_IMAGE, "latest", d1);
+  await env.images.tag("app", "latest", d1);
   await restart(env, "3");
   await waitRunning(env, d1);
   t.equal(await started(env), 3, "no Job for a rollback");
@@ -298,18 +320,19 @@ t.test("a moving tag during a migration, old and new pods together, and a rollba
   );
   const m = await env.waitReason("db", "Succeeded");
   t.equal(m.status?.currentDigest, d1);
+  t.same(await unmigratedStarts(env, "web-", [d1, d2, d3]), [], "every app container started on a migrated digest");
 });
 
 t.test("a rollback of the pod template to an image pinned by digest", async (t) => {
   const env = await reconcilerEnv(t);
-  const d1 = env.registry.push(APP_IMAGE, "latest", appImage("v1"));
+  const d1 = await env.push(appImage("v1"));
   await env.migrator("db", { selector: { matchLabels: { app: "web" } }, command: ["migrate"] });
   await env.kube.createObject(web(env));
-  await env.waitReady("db", d1, 90_000);
+  await env.waitReady("db", d1);
   await waitRunning(env, d1);
-  const d2 = env.registry.push(APP_IMAGE, "latest", appImage("v2"));
+  const d2 = await env.push(appImage("v2"));
   await restart(env, "1");
-  await env.waitReady("db", d2, 90_000);
+  await env.waitReady("db", d2);
   await waitRunning(env, d2);
   t.equal(await started(env), 2, "one Job per digest");
 
@@ -320,12 +343,12 @@ t.test("a rollback of the pod template to an image pinned by digest", async (t) 
     "Deployment",
     env.namespace,
     "web",
-    { spec: { template: { spec: { containers: [{ name: "app", image: `${APP_IMAGE}@${d1}` }] } } } },
+    { spec: { template: { spec: { containers: [{ name: "app", image: `${env.images.repository("app")}@${d1}` }] } } } },
     STRATEGIC_MERGE_PATCH,
   );
   const pods = await waitRunning(env, d1);
   t.ok(
-    pods.every((p) => p.spec.containers[0]?.image === `${APP_IMAGE}@${d1}`),
+    pods.every((p) => p.spec.containers[0]?.image === `${env.images.repository("app")}@${d1}`),
     "the pods run the template's pinned image",
   );
   const m = await waitFor(
@@ -334,7 +357,7 @@ t.test("a rollback of the pod template to an image pinned by digest", async (t) 
       const ready = current?.status?.conditions?.find((c) => c.type === "Ready");
       return current?.status?.currentDigest === d1 && ready?.reason === "Succeeded" ? current : undefined;
     },
-    { what: "the Migrator to report D1 Succeeded", timeoutMs: 60_000, describe: () => describeMigrator(env, "db") },
+    { what: "the Migrator to report D1 Succeeded", timeoutMs: 120_000, describe: () => describeMigrator(env, "db") },
   );
   t.equal(m.status?.conditions?.find((c) => c.type === "Ready")?.status, "True", "Ready");
   t.equal(await started(env), 2, "no Job for a template rollback");
@@ -347,4 +370,5 @@ t.test("a rollback of the pod template to an image pinned by digest", async (t) 
     ["v1", "v2"],
     "each digest migrated exactly once",
   );
+  t.same(await unmigratedStarts(env, "web-", [d1, d2]), [], "every app container started on a migrated digest");
 });
