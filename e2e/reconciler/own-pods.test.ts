@@ -7,48 +7,46 @@
 // creation time (one-second resolution), then by name — and the Job pod's name (`db-…`) sorts after
 // the app pod's (`api-0`), so the Job pod always counts as the newer. A live Job pod taken for an
 // application pod would make the migrations image's digest the wanted one: a second Job, and the
-// first deleted as stale.
+// first deleted as stale. On the real node the Job's pod really runs (held by a file in the test's
+// host directory) while the reconciler revisits the Migrator.
+import fs from "node:fs";
 import t from "tap";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { CONDITION_READY, LABELS } from "@digest-migrations/shared";
 import type { KubeObject, Pod } from "@digest-migrations/shared";
 import { statefulSet } from "../harness/objects.ts";
 import { waitFor } from "../kit/wait.ts";
 import {
-  APP_IMAGE,
   appContainer,
   appImage,
+  appPodSpec,
   describeMigrator,
   jobsStarted,
   observe,
   reconcilerEnv,
   record,
   runningImages,
+  unmigratedStarts,
 } from "./setup.ts";
 
-const MIGRATIONS_IMAGE = "registry.example/app-migrations";
+const MIGRATIONS_REPOSITORY = "app-migrations";
 
 t.test("a Migrator whose Job pods match its own selector", async (t) => {
-  // Revisits every second (resync), so each observation window spans several full reconciles.
-  const env = await reconcilerEnv(t, { controller: { resyncSeconds: 1 } });
+  const env = await reconcilerEnv(t);
   const jobs = await record<KubeObject>(t, env, `/apis/batch/v1/namespaces/${env.namespace}/jobs`);
   const probes = await record<Pod>(t, env, `/api/v1/namespaces/${env.namespace}/pods`, `${LABELS.role}=probe`);
-  const hold = path.join(mkdtempSync(path.join(tmpdir(), "dm-hold-")), "go");
-  t.teardown(() => rmSync(path.dirname(hold), { recursive: true, force: true }));
-  const d1 = env.registry.push(APP_IMAGE, "latest", appImage("v1"));
-  const migrations = env.registry.push(MIGRATIONS_IMAGE, "v1", appImage("m1", { HOLD_FILE: hold }));
+  const hold = env.flag("go");
+  const d1 = await env.push(appImage("v1"));
+  const migrations = await env.push(appImage("m1", { HOLD_FILE: hold }), "v1", MIGRATIONS_REPOSITORY);
   await env.migrator("db", {
     selector: { matchLabels: { app: "api" } },
     labels: { app: "api" },
-    image: `${MIGRATIONS_IMAGE}@${migrations}`,
+    image: `${env.images.repository(MIGRATIONS_REPOSITORY)}@${migrations}`,
     command: ["migrate"],
   });
   await env.kube.createObject(
     statefulSet(env.namespace, "api", {
       metadata: { labels: { app: "api" } },
-      spec: { terminationGracePeriodSeconds: 5, initContainers: [env.waiter("db")], containers: [appContainer(env)] },
+      spec: appPodSpec(env, { initContainers: [env.waiter("db")], containers: [appContainer(env)] }),
     }),
   );
 
@@ -58,7 +56,7 @@ t.test("a Migrator whose Job pods match its own selector", async (t) => {
       (await env.pods(`${LABELS.role}=migration`)).find(
         (p) => p.status?.phase === "Running" && p.metadata.labels?.["app"] === "api",
       ),
-    { what: "the migration Job's pod to run", timeoutMs: 90_000, describe: () => describeMigrator(env, "db") },
+    { what: "the migration Job's pod to run", timeoutMs: 120_000, describe: () => describeMigrator(env, "db") },
   );
   const selected = await env.pods("app=api");
   t.equal(selected.length, 2, "the app pod and the Job pod both match spec.selector");
@@ -71,7 +69,7 @@ t.test("a Migrator whose Job pods match its own selector", async (t) => {
   t.equal(await jobsStarted(env), 1, "one Job started");
   const wanted = new Set<string | undefined>();
   const jobPodPhases = new Set<string | undefined>();
-  const during = await observe(6000, async () => {
+  const during = await observe(env, "db", 6000, async () => {
     wanted.add((await env.getMigrator("db"))?.status?.currentDigest);
     jobPodPhases.add(
       (await env.pods(`${LABELS.role}=migration`)).find((p) => p.metadata.uid === jobPod.metadata.uid)?.status?.phase,
@@ -83,12 +81,12 @@ t.test("a Migrator whose Job pods match its own selector", async (t) => {
   t.equal(await jobsStarted(env), 1, "no second Job while the first runs");
   t.equal(jobs.seen.size, 1, "no other Job ever appeared");
 
-  writeFileSync(hold, "");
-  const ready = await env.waitReady("db", d1, 90_000);
+  fs.writeFileSync(hold, "");
+  const ready = await env.waitReady("db", d1);
   t.equal(ready.status?.lastSuccessfulMigration, d1, "the app's digest is recorded");
   await waitFor(async () => runningImages(await env.pods("app=api")).some((id) => id.endsWith(`@${d1}`)), {
     what: "the app pod to be released",
-    timeoutMs: 60_000,
+    timeoutMs: 120_000,
     describe: () => describeMigrator(env, "db"),
   });
   const probesBefore = probes.seen.size;
@@ -96,7 +94,7 @@ t.test("a Migrator whose Job pods match its own selector", async (t) => {
 
   // After the migration, over several revisits: nothing more is started and the digest stays the app's.
   const states = new Set<string>();
-  const after = await observe(6000, async () => {
+  const after = await observe(env, "db", 6000, async () => {
     const m = await env.getMigrator("db");
     const condition = m?.status?.conditions?.find((c) => c.type === CONDITION_READY);
     states.add(JSON.stringify([m?.status?.currentDigest, m?.status?.lastSuccessfulMigration, condition?.reason]));
@@ -111,4 +109,5 @@ t.test("a Migrator whose Job pods match its own selector", async (t) => {
     [["m1", d1]],
     "one migration, keyed on the app's digest",
   );
+  t.same(await unmigratedStarts(env, "api-", [d1]), [], "the app container started on the migrated digest only");
 });
