@@ -44,6 +44,8 @@ export function appImage(version: string, env: Record<string, string> = {}): App
 export interface ReconcilerEnvOptions extends NodeEnvOptions {
   /** The chart install (default one replica: the tests read its counters). */
   release?: ReleaseOptions;
+  /** Runs in the test's namespace before the reconciler is installed. */
+  prepare?: (env: NodeEnv) => Promise<void>;
 }
 
 export interface ReconcilerEnv extends NodeEnv {
@@ -71,6 +73,7 @@ export interface ReconcilerEnv extends NodeEnv {
 
 export async function reconcilerEnv(t: Test, opts: ReconcilerEnvOptions = {}): Promise<ReconcilerEnv> {
   const env = await nodeEnv(t, opts);
+  await opts.prepare?.(env);
   const release = await ReconcilerRelease.install(env.world, env.kube, env.namespace, {
     replicas: 1,
     ...opts.release,
