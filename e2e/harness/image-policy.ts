@@ -34,7 +34,8 @@ export interface ImagePolicy {
   remove(): Promise<void>;
 }
 
-export async function denyImageChanges(env: TestEnv): Promise<ImagePolicy> {
+/** `env`: the test's namespace (the check pod goes there) and an admin client. */
+export async function denyImageChanges(env: Pick<TestEnv, "namespace" | "kube">): Promise<ImagePolicy> {
   const dir = mkdtempSync(path.join(tmpdir(), "dm-policy-"));
   const key = path.join(dir, "tls.key");
   const cert = path.join(dir, "tls.crt");
