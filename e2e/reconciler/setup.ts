@@ -78,11 +78,11 @@ export async function reconcilerEnv(t: Test, opts: ReconcilerEnvOptions = {}): P
     replicas: 1,
     ...opts.release,
   });
+  // Teardowns run last-registered first: this one before the namespace (and the reconciler's log) is gone.
   t.teardown(async () => {
-    // Said before the namespace (and with it the reconciler's log) is gone.
-    const restarts = await release.restarts().catch(() => []);
-    if (restarts.length > 0) t.fail(`the reconciler restarted: ${restarts.join("; ")}`);
     if (process.env.DM_E2E_VERBOSE) console.error(await release.logs().catch(() => ""));
+    const restarts = await release.restarts();
+    if (restarts.length > 0) throw new Error(`the reconciler in ${env.namespace} restarted: ${restarts.join("; ")}`);
   });
   const migratorPath = `/apis/${API_VERSION}/namespaces/${env.namespace}/${PLURAL}`;
   const self: ReconcilerEnv = {
