@@ -4,7 +4,6 @@
 // starts), PostgreSQL and its /metrics over HTTP — and the test application: real images built from
 // e2e/reconciler/fixtures/app.ts, pods on the host network (PostgreSQL and the waiter API listen on
 // 127.0.0.1) with the test's host directory mounted for the files a test flips (hold, fail).
-import fs from "node:fs";
 import path from "node:path";
 import type { Test } from "tap";
 import {
@@ -18,10 +17,8 @@ import {
 import type { Container, KubeObject, Migrator, MigratorSpec, Pod, PodSpec } from "@digest-migrations/shared";
 import { deployment } from "../harness/objects.ts";
 import type { ObjectList } from "../kit/client.ts";
-import { execFileText } from "../kit/processes.ts";
 import { Recorder } from "../kit/reflector.ts";
 import { delay, waitFor } from "../kit/wait.ts";
-import { CRI_NAMESPACE } from "../node/containerd.ts";
 import type { AppImageSpec } from "../world/app-images.ts";
 import { nodeEnv } from "../world/env.ts";
 import type { NodeEnv, NodeEnvOptions } from "../world/env.ts";
@@ -351,39 +348,4 @@ export async function observe(
   return (await reconcileCount(env)) - before;
 }
 
-/**
- * An image that exists on the node only, never in a registry (built here and imported into
- * containerd): a pod runs it with imagePullPolicy Never, and the kubelet reports its imageID as the
- * image's configuration ID, `sha256:<hex>`, with no repository digest. Returns the reference and
- * that ID; the image is removed from the node and buildah at the test's end.
- */
-export async function nodeOnlyImage(t: Test, env: NodeEnv, name: string): Promise<{ ref: string; id: string }> {
-  const ref = `localhost/${env.namespace}/${name}:local`;
-  const archive = path.join(env.hostDir, `${name}.tar`);
-  const ctr = (...args: string[]): Promise<string> =>
-    execFileText("ctr", ["--address", env.world.node.containerdSocket, "--namespace", CRI_NAMESPACE, ...args], {
-      timeoutMs: 120_000,
-    });
-  const container = (await execFileText("buildah", ["from", "--pull=never", env.world.images.base])).trim();
-  try {
-    await execFileText("buildah", ["commit", "--quiet", container, ref]);
-  } finally {
-    await execFileText("buildah", ["rm", container]).catch(() => undefined);
-  }
-  t.teardown(async () => {
-    await ctr("images", "rm", ref).catch(() => undefined);
-    await execFileText("buildah", ["rmi", ref]).catch(() => undefined);
-  });
-  await execFileText("buildah", ["push", "--quiet", "--disable-compression", ref, `oci-archive:${archive}:${ref}`], {
-    timeoutMs: 300_000,
-  });
-  try {
-    await ctr("images", "import", archive);
-  } finally {
-    fs.rmSync(archive, { force: true });
-  }
-  const id = (
-    await execFileText("buildah", ["inspect", "--type", "image", "--format", "{{.FromImageID}}", ref])
-  ).trim();
-  return { ref, id: `sha256:${id.replace(/^sha256:/, "")}` };
-}
+export { nodeOnlyImage } from "../world/node-only-image.ts";

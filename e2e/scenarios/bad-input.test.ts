@@ -11,7 +11,6 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import t from "tap";
-import type { Test } from "tap";
 import { API_VERSION, CONDITION_READY, KIND, WAITER_API_PATH, waiterInitContainer } from "@digest-migrations/shared";
 import type { Container, KubeObject, Migrator, MigratorSpec, Pod } from "@digest-migrations/shared";
 import {
@@ -24,12 +23,11 @@ import {
 } from "../apps/shop/builds.ts";
 import { deployment, pod } from "../harness/objects.ts";
 import type { ObjectList } from "../kit/client.ts";
-import { execFileText } from "../kit/processes.ts";
 import { waitFor } from "../kit/wait.ts";
-import { CRI_NAMESPACE } from "../node/containerd.ts";
 import { GenerateError, generate } from "../pipeline/sync.ts";
 import type { Shop } from "../pipeline/stack.ts";
 import { startShop } from "../pipeline/start-shop.ts";
+import { nodeOnlyImage } from "../world/node-only-image.ts";
 import { table } from "./report.ts";
 
 interface Tally {
@@ -173,38 +171,6 @@ t.test("plugin input through generate, as Argo CD calls it (the repo-server and 
   }
 });
 
-/**
- * An image the node has but no registry serves: built from the test base, imported into containerd
- * (never pulled). A pod runs it with imagePullPolicy Never, and the kubelet reports its imageID as the
- * image's configuration ID, without a repository digest. Removed from the node and buildah at the end.
- */
-async function nodeOnlyImage(t: Test, shop: Shop, name: string): Promise<string> {
-  const env = shop.env;
-  const ref = `localhost/${env.namespace}/${name}:local`;
-  const archive = path.join(env.hostDir, `${name}.tar`);
-  const ctr = (...args: string[]): Promise<string> =>
-    execFileText("ctr", ["--address", env.world.node.containerdSocket, "--namespace", CRI_NAMESPACE, ...args], {
-      timeoutMs: 120_000,
-    });
-  const container = (await execFileText("buildah", ["from", "--pull=never", env.world.images.base])).trim();
-  try {
-    await execFileText("buildah", ["commit", "--quiet", container, ref]);
-  } finally {
-    await execFileText("buildah", ["rm", container]).catch(() => undefined);
-  }
-  t.teardown(async () => {
-    await ctr("images", "rm", ref).catch(() => undefined);
-    await execFileText("buildah", ["rmi", ref]).catch(() => undefined);
-  });
-  await execFileText("buildah", ["push", "--quiet", ref, `oci-archive:${archive}:${ref}`], { timeoutMs: 300_000 });
-  try {
-    await ctr("images", "import", archive);
-  } finally {
-    rmSync(archive, { force: true });
-  }
-  return ref;
-}
-
 t.test("Migrator specs, pod states and waiter API requests against the live reconciler", async (t) => {
   // One replica: every case is answered by the same process, whose restarts say whether it crashed.
   const shop = await startShop(t, { reconciler: { replicas: 1 } });
@@ -329,7 +295,7 @@ t.test("Migrator specs, pod states and waiter API requests against the live reco
 
   // Pod states: an image the node runs without a repository digest (imported into containerd, never
   // pulled); an image no registry has (the probe's pull fails).
-  const local = await nodeOnlyImage(t, shop, "local");
+  const local = (await nodeOnlyImage(t, shop.env, "local")).ref;
   await createMigrator("nodigest", { selector: { matchLabels: { app: "nodigest" } } });
   await env.kube.createObject(
     pod(

@@ -93,7 +93,8 @@ t.test("the discovery sidecar: same container as the named one, its plugin.yaml 
 
 t.test("Dockerfile.plugin follows the sidecar contract", async (t) => {
   const docker = read("Dockerfile.plugin");
-  t.match(docker, /^FROM node:24[\w.-]* AS build$/m);
+  t.match(docker, /^ARG NODE_IMAGE=node:24-bookworm-slim$/m, "the public Node.js 24 image by default");
+  t.match(docker, /^FROM \$\{NODE_IMAGE\} AS build$/m);
   t.match(docker, /^USER 999:999$/m);
   t.match(docker, /COPY plugin\/plugin\.yaml \/home\/argocd\/cmp-server\/config\/plugin\.yaml/);
   t.match(docker, /ENTRYPOINT \["\/var\/run\/argocd\/argocd-cmp-server"\]/);
