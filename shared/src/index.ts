@@ -12,3 +12,4 @@ export * from "./protocol.ts";
 export * from "./probe.ts";
 export * from "./status.ts";
 export * from "./plan.ts";
+export * from "./quantity.ts";
