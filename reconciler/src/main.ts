@@ -8,11 +8,11 @@
 import { readFileSync } from "node:fs";
 import { Command, Option } from "commander";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { WAITER_API_PORT } from "@digest-migrations/shared";
-import type { JobDefaults } from "@digest-migrations/shared";
+import { WAITER_API_PORT, WAITER_AUTH_MODES, WAITER_TOKEN_AUDIENCE } from "@digest-migrations/shared";
+import type { JobDefaults, WaiterAuthMode } from "@digest-migrations/shared";
 import { UsageError, parseCommand, settingsOrExit } from "./cli.ts";
 import { Controller } from "./controller.ts";
-import { loadKubeConfig } from "./kube.ts";
+import { Kube, loadKubeConfig } from "./kube.ts";
 import { createHealthServer } from "./health.ts";
 import { defaultIdentity, runLeaderElection, validateTimings } from "./leader.ts";
 import { isLogLevel, log } from "./log.ts";
@@ -20,6 +20,7 @@ import type { Logger } from "./log.ts";
 import { cachesSynced, registry } from "./metrics.ts";
 import type { ReleaseOracle } from "./release.ts";
 import { createWaiterApi, WAITER_API_DEFAULTS } from "./waiter-api.ts";
+import { TokenReviewer } from "./waiter-auth.ts";
 
 export { UsageError } from "./cli.ts";
 
@@ -60,6 +61,10 @@ export interface ReconcilerSettings {
   probePullTimeoutSeconds: number;
   /** Defaults of the Job controls for Migrators that leave them out. */
   jobDefaults: JobDefaults;
+  /** Waiter authentication: none, optional (check tokens that are sent) or required. */
+  waiterAuth: WaiterAuthMode;
+  /** The audience waiter tokens must be for. */
+  waiterTokenAudience: string;
 }
 
 function number(flag: string, min: number, max: number, integer = true): (value: string) => number {
@@ -175,6 +180,19 @@ export function parseReconcilerArgs(argv: string[], env: NodeJS.ProcessEnv): Rec
     )
     .addOption(
       new Option(
+        "--waiter-auth <mode>",
+        "none; optional (check a waiter's token when it sends one); required (answer a pod only with its own projected service-account token)",
+      )
+        .choices(WAITER_AUTH_MODES)
+        .default("none"),
+    )
+    .addOption(
+      new Option("--waiter-token-audience <audience>", "the audience waiter tokens must be for").default(
+        WAITER_TOKEN_AUDIENCE,
+      ),
+    )
+    .addOption(
+      new Option(
         "--no-watch-nodes",
         "do not cache nodes (namespace-scoped installs: nodes are cluster-scoped); a CRI-O probe failure then shows as ProbeFailed",
       ),
@@ -221,6 +239,8 @@ export function parseReconcilerArgs(argv: string[], env: NodeJS.ProcessEnv): Rec
     probePullTimeout: number;
     jobActiveDeadline?: number;
     jobTtlAfterFinished?: number;
+    waiterAuth: WaiterAuthMode;
+    waiterTokenAudience: string;
   }>();
   const logLevel = o.logLevel ?? env["LOG_LEVEL"] ?? "info";
   if (!isLogLevel(logLevel)) throw new UsageError(`--log-level: unknown level "${logLevel}"`);
@@ -248,6 +268,8 @@ export function parseReconcilerArgs(argv: string[], env: NodeJS.ProcessEnv): Rec
     waiterRatePerSecond: o.waiterRate,
     shutdownTimeoutSeconds: o.shutdownTimeout,
     watchNodes: o.watchNodes,
+    waiterAuth: o.waiterAuth,
+    waiterTokenAudience: o.waiterTokenAudience,
     probePullTimeoutSeconds: o.probePullTimeout,
     jobDefaults: {
       ...(o.jobActiveDeadline !== undefined ? { activeDeadlineSeconds: o.jobActiveDeadline } : {}),
@@ -303,6 +325,14 @@ export async function runReconciler(
     maxTimeoutSeconds: settings.waiterMaxTimeoutSeconds,
     maxLongPolls: settings.waiterMaxLongPolls,
     rateLimit: { burst: settings.waiterRateBurst, perSecond: settings.waiterRatePerSecond },
+    ...(settings.waiterAuth === "none"
+      ? {}
+      : {
+          auth: {
+            mode: settings.waiterAuth,
+            reviewer: new TokenReviewer({ kube: new Kube(kube), audience: settings.waiterTokenAudience, log: logger }),
+          },
+        }),
   });
   const metricsAddress = await health.listen(settings.metricsPort, settings.bindAddress, settings.reusePort);
   const waiterAddress = await waiterApi.listen(settings.waiterPort, settings.bindAddress, settings.reusePort);
@@ -312,6 +342,7 @@ export async function runReconciler(
       metricsPort: metricsAddress.port,
       namespaces: settings.namespaces,
       identity: settings.identity,
+      waiterAuth: settings.waiterAuth,
     },
     "servers listening; starting caches",
   );

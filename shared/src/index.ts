@@ -13,3 +13,4 @@ export * from "./probe.ts";
 export * from "./status.ts";
 export * from "./plan.ts";
 export * from "./quantity.ts";
+export * from "./waiter-auth.ts";
