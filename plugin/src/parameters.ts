@@ -33,6 +33,13 @@ export const ANNOUNCEMENTS: readonly ParameterAnnouncement[] = [
     tooltip: "Base URL of the reconciler's waiter API, as pods reach it. Default: set at install time.",
   },
   {
+    name: "waiter-token",
+    title: "Waiter token",
+    tooltip:
+      'Set to "true" to have each waiter send its pod\'s projected service-account token, for a reconciler that checks them (--waiter-auth). Default: set at install time, else false.',
+    string: "false",
+  },
+  {
     name: "allow-unmatched-migrators",
     title: "Allow unmatched Migrators",
     tooltip: 'Set to "true" to accept a Migrator that selects no workload of this application.',

@@ -77,6 +77,7 @@ export function resolveSettings(dir: string, env: Env): Settings {
     waiter: {
       image: params.string("waiter-image") ?? BUILTIN_DEFAULTS.waiterImage,
       apiUrl: params.string("reconciler-url") ?? BUILTIN_DEFAULTS.reconcilerUrl,
+      token: parseBoolean("waiter-token", params.string("waiter-token") ?? announcedDefault("waiter-token")),
     },
     allowUnmatchedMigrators: parseBoolean(
       "allow-unmatched-migrators",

@@ -241,3 +241,41 @@ t.test("spec.container picks the gated container; a missing one names the worklo
     message: /^Migrator apps\/db \(test\.yaml:1\): spec\.command: empty;/,
   });
 });
+
+t.test("waiter-token: each waiter reads the pod's projected token, one volume per pod template", async (t) => {
+  const d = deployment("web", { app: "web" });
+  const spec = (d["spec"] as { template: { spec: Record<string, unknown> } }).template.spec;
+  spec["volumes"] = [{ name: "config", configMap: { name: "web" } }];
+  const manifests = [
+    m(d),
+    m(migrator("a", { matchLabels: { app: "web" } })),
+    m(migrator("b", { matchLabels: { app: "web" } })),
+  ];
+  wire(manifests, { ...options, waiter: { ...options.waiter, token: true } });
+  const waiters = spec["initContainers"] as { name: string; args: string[]; volumeMounts: unknown[] }[];
+  for (const waiter of waiters) {
+    t.same(waiter.args.slice(-2), ["--token-file", "/var/run/secrets/digest-migrations/token"], waiter.name);
+    t.same(waiter.volumeMounts, [
+      { name: "migrate-wait-token", mountPath: "/var/run/secrets/digest-migrations", readOnly: true },
+    ]);
+  }
+  const volumes = () => spec["volumes"];
+  t.same(volumes(), [
+    { name: "config", configMap: { name: "web" } },
+    {
+      name: "migrate-wait-token",
+      projected: {
+        sources: [{ serviceAccountToken: { audience: "digest-migrations", expirationSeconds: 600, path: "token" } }],
+      },
+    },
+  ]);
+  const once = JSON.stringify(d);
+  wire(manifests, { ...options, waiter: { ...options.waiter, token: true } });
+  t.equal(JSON.stringify(d), once, "rendering its own output changes nothing");
+
+  const plain = deployment("web", { app: "web" });
+  wire([m(plain), m(migrator("a", { matchLabels: { app: "web" } }))], options);
+  const plainSpec = (plain["spec"] as { template: { spec: Record<string, unknown> } }).template.spec;
+  t.notOk("volumes" in plainSpec, "without waiter-token: no volume, as before");
+  t.notOk(JSON.stringify(plainSpec).includes("token"), "and no token flag");
+});

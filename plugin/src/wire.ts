@@ -15,6 +15,7 @@ import {
   GROUP,
   JobBuildError,
   KIND,
+  WAITER_TOKEN_VOLUME,
   compileSelector,
   gatedContainer,
   groupOf,
@@ -24,6 +25,7 @@ import {
   validateSelector,
   waiterContainerName,
   waiterInitContainer,
+  waiterTokenVolume,
 } from "@digest-migrations/shared";
 import type { Container, KubeObject, Migrator, PodTemplateSpec, WaiterSettings } from "@digest-migrations/shared";
 import { PluginError } from "./errors.ts";
@@ -194,7 +196,7 @@ export function wire(manifests: Manifest[], options: WireOptions): WiringReport 
     report.migrators.push(wiring);
   }
 
-  for (const [podSpec, waiters] of perTemplate) injectWaiters(podSpec, waiters);
+  for (const [podSpec, waiters] of perTemplate) injectWaiters(podSpec, waiters, options.waiter.token === true);
   report.ungated = workloads.filter((w) => !selected.has(w));
   return report;
 }
@@ -217,12 +219,18 @@ function setWave(migrator: KubeObject, lowestWorkloadWave: number): MigratorWiri
   return { before, after, reason: `one below the workloads' lowest wave ${lowestWorkloadWave}` };
 }
 
-/** Puts the waiters first, in name order, replacing init containers of the same names. */
-function injectWaiters(podSpec: PodTemplateSpec["spec"], waiters: { waiter: Container }[]): void {
+/**
+ * Puts the waiters first, in name order, replacing init containers of the same names; with waiter tokens,
+ * their token volume goes last in `volumes` (replacing one of the same name).
+ */
+function injectWaiters(podSpec: PodTemplateSpec["spec"], waiters: { waiter: Container }[], token: boolean): void {
   const sorted = waiters.map((w) => w.waiter).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const names = new Set(sorted.map((w) => w.name));
   const others = (podSpec.initContainers ?? []).filter((c) => !names.has(c.name));
   podSpec.initContainers = [...sorted, ...others];
+  if (!token) return;
+  const volumes = Array.isArray(podSpec["volumes"]) ? (podSpec["volumes"] as { name?: unknown }[]) : [];
+  podSpec["volumes"] = [...volumes.filter((v) => v.name !== WAITER_TOKEN_VOLUME), waiterTokenVolume()];
 }
 
 function compareRefs(a: KubeObject, b: KubeObject): number {

@@ -357,3 +357,23 @@ t.test("relaxed and skipped cases succeed", async (t) => {
   t.equal(skipped.code, 0, skipped.stderr);
   t.match(skipped.stdout, /"name": "a"/);
 });
+
+t.test("waiter-token: from the Application, else the install's default, else off", async (t) => {
+  const env = argoEnv({ name: "x", namespace: "ns", sourcePath: "" });
+  const app = tree({ "a.yaml": deployment("a"), "m.yaml": migrator("a") });
+  const off = runCli(source, ["generate"], app, env);
+  t.equal(off.code, 0, off.stderr);
+  t.notMatch(off.stdout, /--token-file|migrate-wait-token/, "off by default: the render is as before");
+  const install = runCli(source, ["generate"], app, { ...env, DIGEST_MIGRATIONS_WAITER_TOKEN: "true" });
+  t.match(install.stdout, /"--token-file",\s*"\/var\/run\/secrets\/digest-migrations\/token"/, "the install's default");
+  t.match(install.stdout, /"audience": "digest-migrations"/);
+  const appOff = runCli(source, ["generate"], app, {
+    ...env,
+    DIGEST_MIGRATIONS_WAITER_TOKEN: "true",
+    ...paramEnv([{ name: "waiter-token", string: "false" }]),
+  });
+  t.notMatch(appOff.stdout, /--token-file/, "the Application's parameter wins");
+  const bad = runCli(source, ["generate"], app, { ...env, ...paramEnv([{ name: "waiter-token", string: "yes" }]) });
+  t.not(bad.code, 0);
+  t.match(bad.stderr, /parameter waiter-token: "yes" is not true or false/);
+});

@@ -23,6 +23,7 @@ import {
   selectorsOf,
 } from "@digest-migrations/shared";
 import type {
+  JobDefaults,
   KubeObject,
   Labels,
   Migrator,
@@ -57,6 +58,13 @@ export interface ControllerOptions {
   log?: Logger;
   /** A probe still pulling after this long is reported as ProbeFailed (default 300 s). */
   probeImagePullTimeoutSeconds?: number;
+  /** Defaults of the Job controls (deadline, TTL) for Migrators that leave them out. */
+  jobDefaults?: JobDefaults;
+  /**
+   * Cache nodes (default true): a probe node's container runtime explains a probe that cannot answer.
+   * Namespace-scoped installs cannot be granted the cluster-scoped nodes and turn this off.
+   */
+  watchNodes?: boolean;
   /** Parallel reconciles of distinct Migrators (default 4). */
   workers?: number;
   /** Visit every Migrator at least this often (default 60 s). */
@@ -182,7 +190,8 @@ export class Controller implements ReleaseOracle {
   async start(): Promise<void> {
     if (this.#started) return;
     this.#started = true;
-    const syncs = CORE_RESOURCES.flatMap((r) => this.#startResource(r));
+    const watchNodes = this.#opts.watchNodes ?? true;
+    const syncs = CORE_RESOURCES.filter((r) => watchNodes || r.kind !== "Node").flatMap((r) => this.#startResource(r));
     syncs.push(...(await this.#startOptional()));
     await Promise.all(syncs);
     cachesSynced.set(1);
@@ -344,6 +353,7 @@ export class Controller implements ReleaseOracle {
       identity: this.#identity,
       now: () => new Date(),
       probeTimeoutSeconds: this.#opts.probeImagePullTimeoutSeconds ?? 300,
+      ...(this.#opts.jobDefaults !== undefined ? { jobDefaults: this.#opts.jobDefaults } : {}),
       pins: this.#pins,
     };
   }

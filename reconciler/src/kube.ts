@@ -166,8 +166,13 @@ export class Kube {
     return this.request<T>("PUT", path, { body });
   }
 
-  patch<T = KubeObject>(path: string, body: unknown, contentType: string = MERGE_PATCH): Promise<T> {
-    return this.request<T>("PATCH", path, { body, contentType });
+  patch<T = KubeObject>(
+    path: string,
+    body: unknown,
+    contentType: string = MERGE_PATCH,
+    query?: RequestOptions["query"],
+  ): Promise<T> {
+    return this.request<T>("PATCH", path, query === undefined ? { body, contentType } : { body, contentType, query });
   }
 
   /**

@@ -31,6 +31,7 @@ t.test("defaults and environment fallbacks", (t) => {
     logLevel: "debug",
   });
   t.equal(parse([]).kubeconfig, undefined, "in-cluster without --kubeconfig or $KUBECONFIG");
+  t.match(parse([]), { watchNodes: true, probePullTimeoutSeconds: 300, jobDefaults: {} }, "no Job defaults: as before");
   t.same(parse([]).namespaces, [], "all namespaces by default");
   t.end();
 });
@@ -54,6 +55,10 @@ t.test("flags win over the environment", (t) => {
       "--log-level",
       "warn",
       "--no-leader-election",
+      "--no-watch-nodes",
+      "--probe-pull-timeout=900",
+      "--job-active-deadline=3600",
+      "--job-ttl-after-finished=0",
     ],
     { ...env, KUBECONFIG: "/tmp/kc", WATCH_NAMESPACES: "a", LOG_LEVEL: "debug" },
   );
@@ -66,6 +71,9 @@ t.test("flags win over the environment", (t) => {
     metricsPort: 9090,
     logLevel: "warn",
     leaderElection: false,
+    watchNodes: false,
+    probePullTimeoutSeconds: 900,
+    jobDefaults: { activeDeadlineSeconds: 3600, ttlSecondsAfterFinished: 0 },
   });
   t.end();
 });
@@ -76,6 +84,9 @@ t.test("bad flags are usage errors naming the flag", (t) => {
     [["--metrics-port", "70000"], /--metrics-port: expected an integer/],
     [["--log-level", "loud"], /--log-level: unknown level "loud"/],
     [["--lease-duration", "5", "--renew-deadline", "6"], /must be greater than renewDeadlineSeconds/],
+    [["--job-active-deadline", "0"], /--job-active-deadline: expected an integer between 1 and 2147483647, got "0"/],
+    [["--job-ttl-after-finished", "1h"], /--job-ttl-after-finished: expected an integer between 0 and/],
+    [["--probe-pull-timeout", "-1"], /--probe-pull-timeout: expected an integer between 1 and/],
     [["--bogus"], /unknown option '--bogus'/],
     [["extra"], /too many arguments/],
   ];

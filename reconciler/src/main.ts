@@ -8,10 +8,11 @@
 import { readFileSync } from "node:fs";
 import { Command, Option } from "commander";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { WAITER_API_PORT } from "@digest-migrations/shared";
+import { WAITER_API_PORT, WAITER_AUTH_MODES, WAITER_TOKEN_AUDIENCE } from "@digest-migrations/shared";
+import type { JobDefaults, WaiterAuthMode } from "@digest-migrations/shared";
 import { UsageError, parseCommand, settingsOrExit } from "./cli.ts";
 import { Controller } from "./controller.ts";
-import { loadKubeConfig } from "./kube.ts";
+import { Kube, loadKubeConfig } from "./kube.ts";
 import { createHealthServer } from "./health.ts";
 import { defaultIdentity, runLeaderElection, validateTimings } from "./leader.ts";
 import { isLogLevel, log } from "./log.ts";
@@ -19,12 +20,15 @@ import type { Logger } from "./log.ts";
 import { cachesSynced, registry } from "./metrics.ts";
 import type { ReleaseOracle } from "./release.ts";
 import { createWaiterApi, WAITER_API_DEFAULTS } from "./waiter-api.ts";
+import { TokenReviewer } from "./waiter-auth.ts";
 
 export { UsageError } from "./cli.ts";
 
 export const COMMAND = "digest-migrations-reconciler";
 export const DEFAULT_METRICS_PORT = 8080;
 export const DEFAULT_LEADER_ELECTION_ID = "digest-migrations-reconciler";
+/** The largest Kubernetes int32 (Job spec fields). */
+const INT32_MAX = 2_147_483_647;
 const SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 export interface ReconcilerSettings {
@@ -51,6 +55,16 @@ export interface ReconcilerSettings {
   waiterRateBurst: number;
   waiterRatePerSecond: number;
   shutdownTimeoutSeconds: number;
+  /** Cache nodes (their container runtime explains a probe that cannot answer); off for namespace-scoped installs. */
+  watchNodes: boolean;
+  /** A probe without an answer after this long is ProbeFailed, unless a Migrator's spec.probePullTimeoutSeconds says otherwise. */
+  probePullTimeoutSeconds: number;
+  /** Defaults of the Job controls for Migrators that leave them out. */
+  jobDefaults: JobDefaults;
+  /** Waiter authentication: none, optional (check tokens that are sent) or required. */
+  waiterAuth: WaiterAuthMode;
+  /** The audience waiter tokens must be for. */
+  waiterTokenAudience: string;
 }
 
 function number(flag: string, min: number, max: number, integer = true): (value: string) => number {
@@ -163,6 +177,42 @@ export function parseReconcilerArgs(argv: string[], env: NodeJS.ProcessEnv): Rec
       new Option("--shutdown-timeout <seconds>", "exit anyway this long after SIGTERM")
         .default(25)
         .argParser(number("--shutdown-timeout", 1, 3600)),
+    )
+    .addOption(
+      new Option(
+        "--waiter-auth <mode>",
+        "none; optional (check a waiter's token when it sends one); required (answer a pod only with its own projected service-account token)",
+      )
+        .choices(WAITER_AUTH_MODES)
+        .default("none"),
+    )
+    .addOption(
+      new Option("--waiter-token-audience <audience>", "the audience waiter tokens must be for").default(
+        WAITER_TOKEN_AUDIENCE,
+      ),
+    )
+    .addOption(
+      new Option(
+        "--no-watch-nodes",
+        "do not cache nodes (namespace-scoped installs: nodes are cluster-scoped); a CRI-O probe failure then shows as ProbeFailed",
+      ),
+    )
+    .addOption(
+      new Option("--probe-pull-timeout <seconds>", "a probe without an answer after this long is ProbeFailed")
+        .default(300)
+        .argParser(number("--probe-pull-timeout", 1, INT32_MAX)),
+    )
+    .addOption(
+      new Option(
+        "--job-active-deadline <seconds>",
+        "activeDeadlineSeconds of migration Jobs whose Migrator sets none (default: none)",
+      ).argParser(number("--job-active-deadline", 1, INT32_MAX)),
+    )
+    .addOption(
+      new Option(
+        "--job-ttl-after-finished <seconds>",
+        "delete a migration Job this long after it succeeded and was recorded, when its Migrator sets no ttlSecondsAfterFinished (default: keep it while its digest is wanted)",
+      ).argParser(number("--job-ttl-after-finished", 0, INT32_MAX)),
     );
   if (parseCommand(program, argv) === "exit") return "exit";
   const o = program.opts<{
@@ -185,6 +235,12 @@ export function parseReconcilerArgs(argv: string[], env: NodeJS.ProcessEnv): Rec
     waiterRateBurst: number;
     waiterRate: number;
     shutdownTimeout: number;
+    watchNodes: boolean;
+    probePullTimeout: number;
+    jobActiveDeadline?: number;
+    jobTtlAfterFinished?: number;
+    waiterAuth: WaiterAuthMode;
+    waiterTokenAudience: string;
   }>();
   const logLevel = o.logLevel ?? env["LOG_LEVEL"] ?? "info";
   if (!isLogLevel(logLevel)) throw new UsageError(`--log-level: unknown level "${logLevel}"`);
@@ -211,6 +267,14 @@ export function parseReconcilerArgs(argv: string[], env: NodeJS.ProcessEnv): Rec
     waiterRateBurst: o.waiterRateBurst,
     waiterRatePerSecond: o.waiterRate,
     shutdownTimeoutSeconds: o.shutdownTimeout,
+    watchNodes: o.watchNodes,
+    waiterAuth: o.waiterAuth,
+    waiterTokenAudience: o.waiterTokenAudience,
+    probePullTimeoutSeconds: o.probePullTimeout,
+    jobDefaults: {
+      ...(o.jobActiveDeadline !== undefined ? { activeDeadlineSeconds: o.jobActiveDeadline } : {}),
+      ...(o.jobTtlAfterFinished !== undefined ? { ttlSecondsAfterFinished: o.jobTtlAfterFinished } : {}),
+    },
   };
   const kubeconfig = o.kubeconfig ?? env["KUBECONFIG"];
   if (kubeconfig) settings.kubeconfig = kubeconfig;
@@ -261,6 +325,14 @@ export async function runReconciler(
     maxTimeoutSeconds: settings.waiterMaxTimeoutSeconds,
     maxLongPolls: settings.waiterMaxLongPolls,
     rateLimit: { burst: settings.waiterRateBurst, perSecond: settings.waiterRatePerSecond },
+    ...(settings.waiterAuth === "none"
+      ? {}
+      : {
+          auth: {
+            mode: settings.waiterAuth,
+            reviewer: new TokenReviewer({ kube: new Kube(kube), audience: settings.waiterTokenAudience, log: logger }),
+          },
+        }),
   });
   const metricsAddress = await health.listen(settings.metricsPort, settings.bindAddress, settings.reusePort);
   const waiterAddress = await waiterApi.listen(settings.waiterPort, settings.bindAddress, settings.reusePort);
@@ -270,6 +342,7 @@ export async function runReconciler(
       metricsPort: metricsAddress.port,
       namespaces: settings.namespaces,
       identity: settings.identity,
+      waiterAuth: settings.waiterAuth,
     },
     "servers listening; starting caches",
   );
@@ -357,7 +430,16 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   const running = await runReconciler(
     s,
     kube,
-    (kubeconfig, logger) => new Controller({ kubeconfig, namespaces: s.namespaces, identity: s.identity, log: logger }),
+    (kubeconfig, logger) =>
+      new Controller({
+        kubeconfig,
+        namespaces: s.namespaces,
+        identity: s.identity,
+        log: logger,
+        watchNodes: s.watchNodes,
+        probeImagePullTimeoutSeconds: s.probePullTimeoutSeconds,
+        jobDefaults: s.jobDefaults,
+      }),
   );
   state.running = running;
   await running.done;

@@ -52,10 +52,18 @@ export const probeDuration = new Histogram({
   registers: [registry],
 });
 
-/** Waiter API requests by outcome: ready, not_ready, timeout, bad_request, rate_limited, method_not_allowed, too_large, not_found. */
+/** Waiter API requests by outcome: ready, not_ready, timeout, bad_request, rate_limited, method_not_allowed, too_large, not_found, unauthenticated, forbidden. */
 export const waiterRequests = new Counter({
   name: `${PREFIX}waiter_requests_total`,
   help: "Waiter API requests by result.",
+  labelNames: ["result"] as const,
+  registers: [registry],
+});
+
+/** Waiter tokens reviewed (waiter authentication): accepted, refused, cached (a remembered review), error. */
+export const waiterTokenReviews = new Counter({
+  name: `${PREFIX}waiter_token_reviews_total`,
+  help: "Waiter tokens checked with a TokenReview, by result (cached: answered from a remembered review).",
   labelNames: ["result"] as const,
   registers: [registry],
 });

@@ -5,7 +5,16 @@
 // preconditions, deterministic names, the leadership fence). Any order of events, duplicates or a
 // restart therefore converge to the same state.
 import { plan } from "@digest-migrations/shared";
-import type { KubeObject, Migrator, Node, OwnerLookup, PinRecord, Pod, Snapshot } from "@digest-migrations/shared";
+import type {
+  JobDefaults,
+  KubeObject,
+  Migrator,
+  Node,
+  OwnerLookup,
+  PinRecord,
+  Pod,
+  Snapshot,
+} from "@digest-migrations/shared";
 import { collectionPath, objectPath } from "./kube.ts";
 import type { Kube } from "./kube.ts";
 import type { Logger } from "./log.ts";
@@ -36,8 +45,10 @@ export interface ReconcileContext {
   /** reportingInstance of Events. */
   identity: string;
   now(): Date;
-  /** A probe without an answer after this long is reported as ProbeFailed. */
+  /** A probe without an answer after this long is reported as ProbeFailed (unless the Migrator says otherwise). */
   probeTimeoutSeconds: number;
+  /** Defaults of the Job controls a Migrator leaves out. */
+  jobDefaults?: JobDefaults;
   /** Pins written or refused by this process that the pod cache may not show yet, by pod uid. */
   pins: Map<string, PinRecord>;
 }
@@ -90,7 +101,9 @@ export async function reconcileMigrator(
   }
   for (const stale of planned.staleJobs) {
     await remove(ctx, jobPath(namespace, stale.name), stale.uid, { propagationPolicy: "Background" });
-    log.info({ job: stale.name }, "deleted a migration Job of a digest no longer wanted");
+    if (stale.expired)
+      log.info({ job: stale.name }, "deleted a recorded migration Job: its ttlSecondsAfterFinished is over");
+    else log.info({ job: stale.name }, "deleted a migration Job of a digest no longer wanted");
   }
   await writeStatus(ctx, migrator, planned, log);
   return requeueAfterMs === undefined ? {} : { requeueAfterMs };
@@ -114,5 +127,6 @@ function snapshotOf(ctx: ReconcileContext, migrator: Migrator): Snapshot {
     nodes,
     pins: ctx.pins,
     probeTimeoutSeconds: ctx.probeTimeoutSeconds,
+    ...(ctx.jobDefaults !== undefined ? { jobDefaults: ctx.jobDefaults } : {}),
   };
 }

@@ -263,3 +263,67 @@ t.test("close answers held long-polls with the current state", async (t) => {
   await closing;
   t.equal(oracle.listeners, 0, "unsubscribed from the oracle");
 });
+
+t.test("waiter authentication: a pod's own token, reviewed, answers only about that pod", async (t) => {
+  const TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+  const OTHER = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ5In0.c2lnbmF0dXJl";
+  const reviewed: string[] = [];
+  const reviewer = {
+    review: async (token: string) => {
+      reviewed.push(token);
+      if (token === TOKEN) return { namespace: "shop", serviceAccount: "web", pod: "web-7d9f-abcde", podUID: UID };
+      if (token === OTHER) return { namespace: "shop", serviceAccount: "web", pod: "web-other", podUID: UID };
+      if (token === "down")
+        return { status: 503 as const, message: "the API server could not review the token now; retry" };
+      return {
+        status: 401 as const,
+        message: "the API server did not accept the token (TokenReview): token is expired",
+      };
+    },
+  };
+  const { oracle, base } = await start(t, { auth: { mode: "required", reviewer } });
+  oracle.set("web-7d9f-abcde", { ready: true, reason: "Migrated", message: "migrated", digest: DIGEST });
+  const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+
+  const none = await get(waitUrl(base));
+  t.equal(none.status, 401, "no token");
+  t.match(
+    none.body.error,
+    /^no token: this waiter API answers a pod only with its own projected service-account token/,
+  );
+  t.match(none.headers["www-authenticate"], /^Bearer /);
+  t.equal((await get(waitUrl(base), { headers: { authorization: "Basic eDp5" } })).status, 401, "not a bearer token");
+  const expired = await get(waitUrl(base), bearer("expired.token.x"));
+  t.same(
+    [expired.status, expired.body.error],
+    [401, "the API server did not accept the token (TokenReview): token is expired"],
+  );
+  const other = await get(waitUrl(base), bearer(OTHER));
+  t.same([other.status, other.body.error], [403, "the token is bound to pod shop/web-other, not shop/web-7d9f-abcde"]);
+  const wrongUid = await get(waitUrl(base, { podUID: "00000000-0000-0000-0000-000000000000" }), bearer(TOKEN));
+  t.equal(wrongUid.status, 403, "the uid the question names must be the token's");
+  const down = await get(waitUrl(base), bearer("down"));
+  t.same([down.status, down.headers["retry-after"]], [503, "2"], "API trouble: retry");
+
+  const own = await get(waitUrl(base), bearer(TOKEN));
+  t.same([own.status, own.body.ready], [200, true], "its own pod");
+  const withoutUid = new URL(waitUrl(base));
+  withoutUid.searchParams.delete("podUID");
+  t.equal((await get(withoutUid.href, bearer(TOKEN))).status, 200);
+  t.equal(oracle.queries.at(-1)?.podUID, UID, "asked with the token's pod uid");
+  for (const res of [none, expired, other, wrongUid, down, own]) {
+    t.notMatch(JSON.stringify(res.body), /eyJ/, "no answer carries a token");
+  }
+  t.ok(reviewed.includes(TOKEN) && !reviewed.includes(""), "tokens reach the reviewer, nothing else");
+});
+
+t.test("waiter authentication, optional: a token is checked when sent; none is answered as before", async (t) => {
+  const reviewer = { review: async () => ({ status: 401 as const, message: "refused" }) };
+  const { oracle, base } = await start(t, { auth: { mode: "optional", reviewer } });
+  oracle.set("web-7d9f-abcde", { ready: true, reason: "Migrated", message: "migrated", digest: DIGEST });
+  t.equal((await get(waitUrl(base))).status, 200, "no token: answered");
+  t.equal((await get(waitUrl(base), { headers: { authorization: "Bearer bad" } })).status, 401, "a bad token: refused");
+  const off = await start(t, { auth: { mode: "none", reviewer } });
+  off.oracle.set("web-7d9f-abcde", { ready: true, reason: "Migrated", message: "migrated" });
+  t.equal((await get(waitUrl(off.base), { headers: { authorization: "Bearer bad" } })).status, 200, "none: ignored");
+});

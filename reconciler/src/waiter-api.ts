@@ -6,11 +6,13 @@
 //
 // Hardening: read-only (GET only), no request bodies, a URL length cap, strict parameter
 // validation, a token bucket per client address, a global cap on held long-polls; answers carry
-// only {ready, reason, message, digest}.
+// only {ready, reason, message, digest}. With waiter authentication (`auth`), a request must carry the
+// pod's own projected service-account token (`Authorization: Bearer`), reviewed by the API server, and
+// may ask only about that pod: 401 without a usable token, 403 for another pod's (waiter-auth.ts).
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { WAITER_API_PATH, answerBody, parseWaitParams } from "@digest-migrations/shared";
-import type { WaitAnswer, WaitQuery } from "@digest-migrations/shared";
+import { WAITER_API_PATH, answerBody, authorizeQuery, bearerToken, parseWaitParams } from "@digest-migrations/shared";
+import type { PodIdentity, Refusal, WaitAnswer, WaiterAuthMode, WaitQuery } from "@digest-migrations/shared";
 import { close, listen } from "./cli.ts";
 import type { Logger } from "./log.ts";
 import { waiterLongPolls, waiterRequests } from "./metrics.ts";
@@ -32,6 +34,14 @@ export interface WaiterApiOptions {
   rateLimit?: { burst: number; perSecond: number };
   /** Clock for the rate limiter (milliseconds); injectable for tests. */
   now?: () => number;
+  /** Waiter authentication; default none (no token is asked for or looked at). */
+  auth?: WaiterAuth;
+}
+
+export interface WaiterAuth {
+  mode: WaiterAuthMode;
+  /** Reviews a bearer token (TokenReviewer in waiter-auth.ts). */
+  reviewer: { review(token: string): Promise<PodIdentity | Refusal | { status: 503; message: string }> };
 }
 
 export const WAITER_API_DEFAULTS = {
@@ -121,7 +131,46 @@ export function createWaiterApi(options: WaiterApiOptions): WaiterApi {
     res.end(text);
   }
 
+  /** The question as the token allows it to be asked, or the refusal (undefined: answered already). */
+  async function authorized(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    query: WaitQuery,
+  ): Promise<WaitQuery | undefined> {
+    const auth = options.auth;
+    if (auth === undefined || auth.mode === "none") return query;
+    const header = bearerToken(req.headers.authorization);
+    const refuse = (status: number, message: string): undefined => {
+      const result = status === 403 ? "forbidden" : status === 503 ? "error" : "unauthenticated";
+      const headers: Record<string, string> =
+        status === 401 ? { "www-authenticate": 'Bearer realm="digest-migrations waiter API"' } : {};
+      if (status === 503) headers["retry-after"] = "2";
+      reply(res, status, { error: message }, result, headers);
+      return undefined;
+    };
+    if (header.problem !== undefined) return refuse(401, header.problem);
+    if (header.token === undefined) {
+      if (auth.mode === "optional") return query;
+      return refuse(
+        401,
+        "no token: this waiter API answers a pod only with its own projected service-account token (Authorization: Bearer); render the pod with the plugin parameter waiter-token",
+      );
+    }
+    const identity = await auth.reviewer.review(header.token);
+    if ("status" in identity) return refuse(identity.status, identity.message);
+    const allowed = authorizeQuery(query, identity);
+    if (!("ok" in allowed)) return refuse(allowed.status, allowed.message);
+    return allowed.query;
+  }
+
   function handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    answer(req, res).catch((error: unknown) => {
+      log.error({ err: error }, "waiter API: answering failed");
+      reply(res, 500, { error: "internal error while answering; retry" }, "error");
+    });
+  }
+
+  async function answer(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const target = req.url ?? "/";
     if (req.method !== "GET") {
       reply(
@@ -165,7 +214,9 @@ export function createWaiterApi(options: WaiterApiOptions): WaiterApi {
       reply(res, 400, { error: parsed.message }, "bad_request");
       return;
     }
-    const { query, timeoutSeconds } = parsed;
+    const { timeoutSeconds } = parsed;
+    const query = await authorized(req, res, parsed.query);
+    if (query === undefined || res.destroyed) return;
     const first = ask(query);
     if (first instanceof Error) {
       log.error({ err: first, pod: `${query.namespace}/${query.pod}` }, "waiter API: answering failed");

@@ -6,6 +6,9 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import net from "node:net";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { AddressInfo } from "node:net";
 import { createLogger } from "./log.ts";
 import { FakeOracle, freePort, waitFor } from "./testing.ts";
@@ -81,6 +84,52 @@ t.test("exits 0 once released, logging one line per state change rather than per
   ]);
   t.match(run.lines[2], { level: "info", migrator: "shop/web", pod: "shop/web-1", container: "app", digest: DIGEST });
   t.match(oracle.queries.at(-1), { namespace: "shop", pod: "web-1", podUID: UID, migrator: "web", container: "app" });
+});
+
+t.test("--token-file: the pod's token on every request, read afresh; a missing file is retried", async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), "dm-waiter-token-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, "token");
+  const seen: string[] = [];
+  const reviewer = {
+    review: async (token: string) => {
+      seen.push(token);
+      return token === "second"
+        ? { namespace: "shop", serviceAccount: "web", pod: "web-1", podUID: UID }
+        : { status: 401 as const, message: "token is expired" };
+    },
+  };
+  const oracle = new FakeOracle();
+  const api = createWaiterApi({ oracle, log: silent, maxTimeoutSeconds: 1, auth: { mode: "required", reviewer } });
+  const address = await api.listen(0, "127.0.0.1");
+  t.teardown(() => api.close());
+  oracle.set("web-1", { ready: true, reason: "Migrated", message: "migrated", digest: DIGEST });
+  const run = runWaiter([
+    "--api",
+    `http://127.0.0.1:${address.port}`,
+    "--migrator",
+    "web",
+    "--container",
+    "app",
+    "--max-backoff",
+    "0.2",
+    "--token-file",
+    file,
+  ]);
+  t.teardown(() => run.child.kill("SIGKILL"));
+  await waitFor("the unreadable token line", () => messages(run).some((m) => m.includes("--token-file")), STARTUP_MS);
+  writeFileSync(file, "first\n");
+  await waitFor("the refusal", () => messages(run).some((m) => m.includes("HTTP 401")), STARTUP_MS);
+  writeFileSync(file, "second\n");
+  const { code } = await run.exit;
+  t.equal(code, 0, "released with the renewed token");
+  t.same([...new Set(seen)], ["first", "second"], "the file's token, trimmed, read on every attempt");
+  t.match(messages(run), [
+    /^asking /,
+    /^cannot read the pod's token \(--token-file\): .*ENOENT.*; retrying$/,
+    /^waiter API answered HTTP 401: token is expired; retrying$/,
+    /^released: /,
+  ]);
 });
 
 t.test("retries through connection refused until the server appears", async (t) => {

@@ -2,7 +2,8 @@
 // (`digest-migrations-waiter --api URL --migrator NAME --container NAME`, pod identity from the
 // downward API in POD_NAME / POD_NAMESPACE / POD_UID). It long-polls the reconciler's waiter API
 // and exits 0 once the pod's digest is migrated, so the kubelet goes on to start the app
-// containers. It never gives up on its own: connection errors, 5xx and 429 are retried forever
+// containers. With `--token-file` (waiter authentication) every request carries the pod's projected
+// service-account token, read afresh each time (the kubelet renews the file before the token expires). It never gives up on its own: connection errors, 5xx and 429 are retried forever
 // with capped, jittered exponential backoff (honouring Retry-After). It exits non-zero only on
 // bad flags (2) or when terminated (143), and logs one JSON line per state change, not per poll.
 //
@@ -32,6 +33,8 @@ export interface WaiterSettings {
   pollTimeoutSeconds: number;
   /** Backoff cap between failed attempts (seconds). */
   maxBackoffSeconds: number;
+  /** The pod's projected service-account token, sent as `Authorization: Bearer` (waiter authentication). */
+  tokenFile?: string;
 }
 
 /** Parses argv (without node and script) and env into settings; throws UsageError on bad input. */
@@ -45,7 +48,11 @@ export function parseWaiterArgs(argv: string[], env: NodeJS.ProcessEnv): WaiterS
     .option("--namespace <name>", "pod namespace (default: $POD_NAMESPACE)")
     .option("--pod-uid <uid>", "pod metadata.uid (default: $POD_UID)")
     .option("--poll-timeout <seconds>", "long-poll length asked of the server", "30")
-    .option("--max-backoff <seconds>", "longest wait between failed attempts", "30");
+    .option("--max-backoff <seconds>", "longest wait between failed attempts", "30")
+    .option(
+      "--token-file <path>",
+      "send this file's token (the pod's projected service-account token) with every request",
+    );
   if (parseCommand(program, argv) === "exit") return "exit"; // --help, --version
   const o = program.opts<Record<string, string | undefined>>();
   let api: URL;
@@ -86,8 +93,11 @@ export function parseWaiterArgs(argv: string[], env: NodeJS.ProcessEnv): WaiterS
     problems.push(`--poll-timeout: expected whole seconds between 0 and 3600, got "${o["pollTimeout"]}"`);
   if (!(maxBackoffSeconds > 0 && maxBackoffSeconds <= 3600))
     problems.push(`--max-backoff: expected seconds between 0 and 3600, got "${o["maxBackoff"]}"`);
+  if (o["tokenFile"] === "") problems.push("--token-file: empty path");
   if (problems.length > 0) throw new UsageError(problems.join("; "));
-  return { api, query, pollTimeoutSeconds, maxBackoffSeconds };
+  const settings: WaiterSettings = { api, query, pollTimeoutSeconds, maxBackoffSeconds };
+  if (o["tokenFile"] !== undefined) settings.tokenFile = o["tokenFile"];
+  return settings;
 }
 
 /** Where the waiter writes its JSON lines; injectable for tests. */
@@ -135,7 +145,7 @@ export async function runWaiter(settings: WaiterSettings, signal: AbortSignal, w
   emit("info", `asking ${settings.api.origin} whether this pod may start`);
   while (!signal.aborted) {
     const started = Date.now();
-    const outcome = await poll(url, settings.pollTimeoutSeconds, signal);
+    const outcome = await poll(url, settings.pollTimeoutSeconds, signal, settings.tokenFile);
     if (signal.aborted) break;
     if (outcome.kind === "answer") {
       failures = 0;
@@ -200,9 +210,11 @@ function get(
   url: URL,
   timeoutMs: number,
   signal: AbortSignal,
+  headers: Record<string, string>,
 ): Promise<{ status: number; retryAfter: string | undefined; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = httpModule(url.protocol).get(url, { signal, timeout: timeoutMs, agent: keepAlive(url) }, (res) => {
+    const options = { signal, timeout: timeoutMs, agent: keepAlive(url), headers };
+    const req = httpModule(url.protocol).get(url, options, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on("data", (chunk: Buffer) => {
@@ -236,10 +248,27 @@ function keepAlive(url: URL): Agent {
   return agent;
 }
 
-async function poll(url: URL, pollTimeoutSeconds: number, signal: AbortSignal): Promise<Outcome> {
+/** The token file's content, trimmed: the kubelet writes it before the container starts and renews it in place. */
+function readToken(file: string): string {
+  const { readFileSync } = process.getBuiltinModule("node:fs");
+  const token = readFileSync(file, "utf8").trim();
+  if (token === "") throw new Error(`${file} is empty`);
+  return token;
+}
+
+async function poll(url: URL, pollTimeoutSeconds: number, signal: AbortSignal, tokenFile?: string): Promise<Outcome> {
+  const headers: Record<string, string> = {};
+  if (tokenFile !== undefined) {
+    try {
+      headers["authorization"] = `Bearer ${readToken(tokenFile)}`;
+    } catch (error) {
+      const message = `cannot read the pod's token (--token-file): ${(error as Error).message}`;
+      return { kind: "retry", state: "token-unreadable", message };
+    }
+  }
   try {
     // The server holds the request up to pollTimeoutSeconds (capped lower on its side); past that plus a margin the connection is presumed dead.
-    const res = await get(url, (pollTimeoutSeconds + 30) * 1000, signal);
+    const res = await get(url, (pollTimeoutSeconds + 30) * 1000, signal, headers);
     if (res.status === 200) {
       const answer = parseAnswer(res.text);
       if (answer) return { kind: "answer", answer };

@@ -3,7 +3,7 @@
 // replaced, which is what we wanted gone), creates use deterministic names (AlreadyExists means it was
 // created already), the status is written with the cached resourceVersion (a Conflict means the cache is
 // behind: StaleCacheError). The client refuses every write once this replica stops leading.
-import { API_VERSION, PLURAL, REASONS } from "@digest-migrations/shared";
+import { API_VERSION, MANAGED_BY, PLURAL, REASONS } from "@digest-migrations/shared";
 import type { KubeObject, Migrator, Pin, Plan, PlannedEvent, ProbeDeletion } from "@digest-migrations/shared";
 import { buildEvent } from "./events.ts";
 import { NotLeaderError, STRATEGIC_MERGE_PATCH, collectionPath, isAlreadyExists, isConflict } from "./kube.ts";
@@ -11,6 +11,9 @@ import { isNotFound, isRefused, objectPath } from "./kube.ts";
 import type { Logger } from "./log.ts";
 import { migrationsFailed, migrationsSucceeded, probeDuration } from "./metrics.ts";
 import type { ReconcileContext } from "./reconcile.ts";
+
+/** The field manager of the pin (metadata.managedFields of a pinned pod). */
+export const PIN_FIELD_MANAGER = MANAGED_BY;
 
 /** A write lost against a newer object: reconcile again from the (newer) cache. */
 export class StaleCacheError extends Error {
@@ -41,7 +44,11 @@ export async function pinPod(
   const pod = `${namespace}/${pin.name}`;
   const patch = { metadata: { uid: pin.uid }, spec: { containers: [{ name: pin.container, image: pin.image }] } };
   try {
-    await ctx.kube.patch(objectPath("v1", "pods", namespace, pin.name), patch, STRATEGIC_MERGE_PATCH);
+    // fieldManager: the pinned image is recorded in managedFields as this manager's, which is what Argo CD's
+    // ignoreDifferences.managedFieldsManagers names to leave a git-managed bare Pod's pin alone.
+    await ctx.kube.patch(objectPath("v1", "pods", namespace, pin.name), patch, STRATEGIC_MERGE_PATCH, {
+      fieldManager: PIN_FIELD_MANAGER,
+    });
   } catch (error) {
     if (isNotFound(error) || isConflict(error)) {
       log.debug({ pod }, "pod gone or replaced before its pin; skipped");

@@ -24,7 +24,9 @@ interface Schema {
   maxLength?: number;
   maxItems?: number;
   minimum?: number;
+  maximum?: number;
   description?: string;
+  "x-kubernetes-int-or-string"?: boolean;
   "x-kubernetes-map-type"?: string;
   "x-kubernetes-list-type"?: string;
   "x-kubernetes-list-map-keys"?: string[];
@@ -39,7 +41,11 @@ const root: Schema = version.schema.openAPIV3Schema;
 function validate(schema: Schema, value: unknown, at = ""): string[] {
   const problems: string[] = [];
   const here = at === "" ? "<root>" : at;
-  const type: string = schema.type ?? "(none)";
+  const type: string = schema["x-kubernetes-int-or-string"]
+    ? Number.isInteger(value)
+      ? "integer"
+      : "string"
+    : (schema.type ?? "(none)");
   switch (type) {
     case "object": {
       if (typeof value !== "object" || value === null || Array.isArray(value)) return [`${here}: want object`];
@@ -84,6 +90,7 @@ function validate(schema: Schema, value: unknown, at = ""): string[] {
     case "integer":
       if (!Number.isInteger(value)) return [`${here}: want integer`];
       if (schema.minimum !== undefined && (value as number) < schema.minimum) problems.push(`${here}: below minimum`);
+      if (schema.maximum !== undefined && (value as number) > schema.maximum) problems.push(`${here}: above maximum`);
       return problems;
     default:
       return [`${here}: schema without a type`];
@@ -93,7 +100,7 @@ function validate(schema: Schema, value: unknown, at = ""): string[] {
 /** Structural schema rules the API server enforces (apiextensions: "structural schema"). */
 function structuralProblems(schema: Schema, at: string): string[] {
   const problems: string[] = [];
-  if (schema.type === undefined) problems.push(`${at}: no type`);
+  if (schema.type === undefined && !schema["x-kubernetes-int-or-string"]) problems.push(`${at}: no type`);
   if (schema.properties !== undefined && schema.additionalProperties !== undefined) {
     problems.push(`${at}: properties and additionalProperties together`);
   }
@@ -123,6 +130,11 @@ const fullSpec = {
   container: "app",
   labels: { "sidecar.istio.io/inject": "false" },
   annotations: { note: "x" },
+  activeDeadlineSeconds: 600,
+  backoffLimit: 2,
+  ttlSecondsAfterFinished: 3600,
+  resources: { limits: { cpu: 1, memory: "512Mi" }, requests: { cpu: "250m", memory: "256Mi" } },
+  probePullTimeoutSeconds: 900,
 } satisfies Required<MigratorSpec>;
 
 function record(i: number): Required<MigrationRecord> {
@@ -207,6 +219,7 @@ t.test("printer columns", async (t) => {
       ["Age", "date", ".metadata.creationTimestamp"],
       ["Last Migration", "string", ".status.lastSuccessfulMigration"],
       ["Job", "string", ".status.currentJob"],
+      ["Deadline", "integer", ".spec.activeDeadlineSeconds"],
     ],
   );
 });
@@ -297,6 +310,31 @@ t.test("the schema rejects what the API server must", async (t) => {
       name: "a requirement without operator",
       object: { ...fullMigrator, spec: { selector: { matchExpressions: [{ key: "a" }] } } },
       problem: /matchExpressions\[0\]\.operator: required/,
+    },
+    {
+      name: "a deadline of zero",
+      object: { ...fullMigrator, spec: { ...fullSpec, activeDeadlineSeconds: 0 } },
+      problem: /\.spec\.activeDeadlineSeconds: below minimum/,
+    },
+    {
+      name: "a deadline as a duration string",
+      object: { ...fullMigrator, spec: { ...fullSpec, activeDeadlineSeconds: "10m" } },
+      problem: /\.spec\.activeDeadlineSeconds: want integer/,
+    },
+    {
+      name: "a negative backoffLimit",
+      object: { ...fullMigrator, spec: { ...fullSpec, backoffLimit: -1 } },
+      problem: /\.spec\.backoffLimit: below minimum/,
+    },
+    {
+      name: "a quantity that is not one",
+      object: { ...fullMigrator, spec: { ...fullSpec, resources: { limits: { memory: "lots" } } } },
+      problem: /\.spec\.resources\.limits\.memory: pattern/,
+    },
+    {
+      name: "resources beside limits and requests",
+      object: { ...fullMigrator, spec: { ...fullSpec, resources: { claims: [] } } },
+      problem: /\.spec\.resources\.claims: unknown field/,
     },
     {
       name: "a misspelt spec field",

@@ -12,3 +12,5 @@ export * from "./protocol.ts";
 export * from "./probe.ts";
 export * from "./status.ts";
 export * from "./plan.ts";
+export * from "./quantity.ts";
+export * from "./waiter-auth.ts";

@@ -283,6 +283,63 @@ t.test("buildMigrationJob variations", async (t) => {
   );
 });
 
+t.test("buildMigrationJob: the Job controls, and the reconciler's defaults for those left out", async (t) => {
+  const jobSpec = (job: KubeObject): Record<string, unknown> => job.spec as Record<string, unknown>;
+  const c0 = (job: KubeObject): Record<string, unknown> =>
+    (job.spec as { template: PodTemplateSpec }).template.spec.containers[0]!;
+  const plain = build({ migrator: migrator(), template: template(), digest: D });
+  t.same(
+    [jobSpec(plain).backoffLimit, jobSpec(plain).activeDeadlineSeconds],
+    [0, undefined],
+    "upstream: 0, no deadline",
+  );
+  t.equal(jobSpec(plain).ttlSecondsAfterFinished, undefined, "never the Job controller's TTL");
+  t.equal(c0(plain).resources, undefined, "the application container's resources (none here)");
+
+  const resources = { limits: { memory: "1Gi" }, requests: { cpu: "100m", memory: "512Mi" } };
+  const set = build({
+    migrator: migrator({ activeDeadlineSeconds: 600, backoffLimit: 2, ttlSecondsAfterFinished: 60, resources }),
+    template: {
+      ...template(),
+      spec: {
+        ...template().spec,
+        containers: [{ name: "app", image: "a", resources: { limits: { memory: "64Mi" } } }],
+      },
+    },
+    digest: D,
+    defaults: { activeDeadlineSeconds: 3600, ttlSecondsAfterFinished: 86400 },
+  });
+  t.same([jobSpec(set).backoffLimit, jobSpec(set).activeDeadlineSeconds], [2, 600], "the Migrator's own values win");
+  t.equal(jobSpec(set).ttlSecondsAfterFinished, undefined, "the TTL is the reconciler's to carry out");
+  t.same(c0(set).resources, resources, "spec.resources replaces the container's");
+
+  const defaulted = build({
+    migrator: migrator(),
+    template: template(),
+    digest: D,
+    defaults: { activeDeadlineSeconds: 3600 },
+  });
+  t.equal(jobSpec(defaulted).activeDeadlineSeconds, 3600, "the install's default deadline");
+});
+
+t.test("buildMigrationJob drops the waiters' token volume with the waiters", async (t) => {
+  const podSpec = (job: KubeObject): Record<string, unknown> =>
+    (job.spec as { template: PodTemplateSpec }).template.spec;
+  const tpl = template();
+  tpl.spec["volumes"] = [
+    {
+      name: "migrate-wait-token",
+      projected: { sources: [{ serviceAccountToken: { audience: "digest-migrations", path: "token" } }] },
+    },
+    { name: "config", configMap: { name: "web" } },
+  ];
+  t.same(podSpec(build({ migrator: migrator(), template: tpl, digest: D })).volumes, [
+    { name: "config", configMap: { name: "web" } },
+  ]);
+  tpl.spec["volumes"] = [{ name: "migrate-wait-token", projected: { sources: [] } }];
+  t.notOk("volumes" in podSpec(build({ migrator: migrator(), template: tpl, digest: D })), "no volumes left: none");
+});
+
 t.test("buildMigrationJob errors name the Migrator and the reason", async (t) => {
   const cases: { name: string; run: () => unknown; message: RegExp }[] = [
     {

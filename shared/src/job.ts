@@ -11,8 +11,12 @@
 // run other bytes than it records; see migrationImage for spec.image), the digest is annotated on the
 // Job and its pods, our
 // migrator/role/managed-by labels are set, backoffLimit is 0 (a failed migration is retried
-// deliberately, not by the Job controller), and the name is derived from (Migrator, digest) so a
-// retry, a crash or a second replica can only ever create the same Job.
+// deliberately, not by the Job controller) unless spec.backoffLimit says otherwise, and the name is
+// derived from (Migrator, digest) so a retry, a crash or a second replica can only ever create the same
+// Job. The optional Job controls: spec.activeDeadlineSeconds (or the reconciler's default) becomes the
+// Job's, spec.resources replaces the migration container's resources. (ttlSecondsAfterFinished is
+// carried out by the reconciler, not set on the Job: the Job controller's own TTL could delete a Job
+// before its success is recorded, and is an alpha feature on Kubernetes 1.20.)
 //
 // Read back (jobView), a Job is what the decisions need of it: which digest it migrates (annotation
 // `migrations.coderanger.net/digest`), whether it runs, succeeded or failed
@@ -29,7 +33,9 @@ import {
   MANAGED_BY,
   MIGRATION_CONTAINER_NAME,
   WAITER_CONTAINER_PREFIX,
+  WAITER_TOKEN_VOLUME,
 } from "./migrator.ts";
+import { copyResources } from "./quantity.ts";
 import type { Migrator, MigratorSpec } from "./migrator.ts";
 
 export class JobBuildError extends Error {
@@ -120,6 +126,32 @@ export interface MigrationJobInput {
   image?: string;
   /** The Migrator's retry annotation value this Job answers, if any (annotated as retry-handled). */
   retry?: string;
+  /** The reconciler's defaults for Job controls the Migrator leaves out. */
+  defaults?: JobDefaults;
+}
+
+/** Install-wide defaults of the Job controls (reconciler flags); a Migrator's own field wins. */
+export interface JobDefaults {
+  /** --job-active-deadline */
+  activeDeadlineSeconds?: number;
+  /** --job-ttl-after-finished */
+  ttlSecondsAfterFinished?: number;
+}
+
+/** The deadline a new migration Job of `spec` gets, if any. */
+export function jobDeadline(
+  spec: Pick<MigratorSpec, "activeDeadlineSeconds">,
+  defaults: JobDefaults = {},
+): number | undefined {
+  return spec.activeDeadlineSeconds ?? defaults.activeDeadlineSeconds;
+}
+
+/** How long a succeeded, recorded migration Job of `spec` is kept, if not for as long as its digest is wanted. */
+export function jobTtl(
+  spec: Pick<MigratorSpec, "ttlSecondsAfterFinished">,
+  defaults: JobDefaults = {},
+): number | undefined {
+  return spec.ttlSecondsAfterFinished ?? defaults.ttlSecondsAfterFinished;
 }
 
 /** A migration Job and the image it runs (whose `pinning` says whether the Migrator needs a warning). */
@@ -210,6 +242,9 @@ export function buildMigrationJob(input: MigrationJobInput): MigrationJob {
   delete migration.readinessProbe;
   delete migration.livenessProbe;
   delete migration.startupProbe;
+  // A migration may need other resources than the application (more memory), or a namespace's quota
+  // may ask for them.
+  if (spec.resources !== undefined && spec.resources !== null) migration.resources = copyResources(spec.resources);
 
   const podSpec: PodSpec = structuredClone(template.spec);
   podSpec.containers = [migration];
@@ -217,6 +252,12 @@ export function buildMigrationJob(input: MigrationJobInput): MigrationJob {
   const initContainers = (podSpec.initContainers ?? []).filter((c) => !c.name.startsWith(WAITER_CONTAINER_PREFIX));
   if (initContainers.length > 0) podSpec.initContainers = initContainers;
   else delete podSpec.initContainers;
+  // The waiters' token volume serves only the waiters, which are gone.
+  const volumes = (Array.isArray(podSpec["volumes"]) ? (podSpec["volumes"] as { name?: unknown }[]) : []).filter(
+    (v) => v.name !== WAITER_TOKEN_VOLUME,
+  );
+  if (volumes.length > 0) podSpec["volumes"] = volumes;
+  else delete podSpec["volumes"];
   for (const field of POD_ONLY_FIELDS) delete podSpec[field];
 
   const ours: Labels = {
@@ -238,12 +279,14 @@ export function buildMigrationJob(input: MigrationJobInput): MigrationJob {
     ownerReferences: [{ apiVersion: API_VERSION, kind: KIND, name, uid, controller: true, blockOwnerDeletion: true }],
   };
   if (namespace !== undefined) metadata.namespace = namespace;
+  const deadline = jobDeadline(spec, input.defaults);
   const job: KubeObject = {
     apiVersion: "batch/v1",
     kind: "Job",
     metadata,
     spec: {
-      backoffLimit: 0,
+      backoffLimit: spec.backoffLimit ?? 0,
+      ...(deadline !== undefined ? { activeDeadlineSeconds: deadline } : {}),
       template: { metadata: { labels: podLabels, annotations: podAnnotations }, spec: podSpec },
     },
   };
@@ -262,7 +305,15 @@ export interface JobView {
   /** The Migrator's retry annotation value the Job was created under. */
   retry?: string;
   image?: string;
+  /** When it succeeded (status.completionTime). */
   completionTime?: string;
+  /** Why it failed: the Failed condition's reason and message (DeadlineExceeded, BackoffLimitExceeded). */
+  failure?: { reason: string; message: string };
+  /** Its spec.activeDeadlineSeconds and spec.backoffLimit, to explain a failure. */
+  activeDeadlineSeconds?: number;
+  backoffLimit?: number;
+  /** Pods that failed (status.failed). */
+  failedPods?: number;
 }
 
 interface JobStatus {
@@ -270,15 +321,29 @@ interface JobStatus {
   succeeded?: number;
   failed?: number;
   completionTime?: string;
-  conditions?: { type: string; status: string }[];
+  conditions?: { type: string; status: string; reason?: string; message?: string }[];
 }
 
+interface JobSpec {
+  backoffLimit?: unknown;
+  activeDeadlineSeconds?: unknown;
+}
+
+function whole(value: unknown): number | undefined {
+  return typeof value === "number" && Number.isInteger(value) ? value : undefined;
+}
+
+/**
+ * The Job controller's verdict: a Complete or Failed condition; before it writes one, a succeeded pod, or
+ * more failed pods than spec.backoffLimit allows (with backoffLimit > 0 a failed pod alone is a retry).
+ */
 export function jobState(job: KubeObject): JobView["state"] {
   const status = (job.status ?? {}) as JobStatus;
   const condition = (type: string): boolean =>
     (status.conditions ?? []).some((c) => c.type === type && c.status === "True");
   if (condition("Complete") || (status.succeeded ?? 0) > 0) return "succeeded";
-  if (condition("Failed") || (status.failed ?? 0) > 0) return "failed";
+  const backoffLimit = whole(((job.spec ?? {}) as JobSpec).backoffLimit) ?? 0;
+  if (condition("Failed") || (status.failed ?? 0) > backoffLimit) return "failed";
   return "active";
 }
 
@@ -291,8 +356,18 @@ export function jobView(job: KubeObject): JobView {
   if (retry) view.retry = retry;
   const image = annotations[ANNOTATIONS.image];
   if (image) view.image = image;
-  const completion = ((job.status ?? {}) as JobStatus).completionTime;
-  if (completion) view.completionTime = completion;
+  const status = (job.status ?? {}) as JobStatus;
+  if (status.completionTime) view.completionTime = status.completionTime;
+  const spec = (job.spec ?? {}) as JobSpec;
+  const deadline = whole(spec.activeDeadlineSeconds);
+  if (deadline !== undefined) view.activeDeadlineSeconds = deadline;
+  const backoffLimit = whole(spec.backoffLimit);
+  if (backoffLimit !== undefined) view.backoffLimit = backoffLimit;
+  if (typeof status.failed === "number" && status.failed > 0) view.failedPods = status.failed;
+  if (view.state === "failed") {
+    const failed = (status.conditions ?? []).find((c) => c.type === "Failed" && c.status === "True");
+    if (failed?.reason) view.failure = { reason: failed.reason, message: failed.message ?? "" };
+  }
   return view;
 }
 

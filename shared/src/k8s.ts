@@ -53,6 +53,12 @@ export interface EnvVar {
   valueFrom?: Record<string, unknown>;
 }
 
+/** A container's resources: resource name → quantity ("500m", "256Mi", or a number). */
+export interface ResourceRequirements {
+  limits?: Record<string, string | number>;
+  requests?: Record<string, string | number>;
+}
+
 export interface Container {
   name: string;
   image?: string;

@@ -2,7 +2,7 @@
 // coderanger/migrations-operator: every upstream spec field keeps its meaning; status
 // additions are optional. Names shared by the plugin and the reconciler live here so the two
 // sides can never disagree on a label, an annotation or a container name.
-import type { Condition, KubeObject, LabelSelector, Labels } from "./k8s.ts";
+import type { Condition, KubeObject, LabelSelector, Labels, ResourceRequirements } from "./k8s.ts";
 
 export const GROUP = "migrations.coderanger.net";
 export const VERSION = "v1beta1";
@@ -27,6 +27,26 @@ export interface MigratorSpec {
   labels?: Labels;
   /** Annotations merged into the migration Job's pod template. */
   annotations?: Labels;
+
+  // Additions (optional; a Migrator without them behaves as upstream's): the migration Job's controls.
+
+  /**
+   * Seconds the migration Job may run (its spec.activeDeadlineSeconds): past them the Job controller stops
+   * it, the Job fails with DeadlineExceeded and the Migrator says Failed. Default: the reconciler's
+   * --job-active-deadline, else none.
+   */
+  activeDeadlineSeconds?: number;
+  /** Pod failures the Job controller retries before the Job fails (its spec.backoffLimit). Default 0. */
+  backoffLimit?: number;
+  /**
+   * Seconds after a migration Job succeeded before the reconciler deletes it — never before its digest is
+   * recorded. Default: the reconciler's --job-ttl-after-finished, else kept while its digest is wanted.
+   */
+  ttlSecondsAfterFinished?: number;
+  /** Resources of the migration container, in place of the application container's. */
+  resources?: ResourceRequirements;
+  /** Seconds a probe pod may pull before the Migrator says ProbeFailed. Default: the reconciler's --probe-pull-timeout (300). */
+  probePullTimeoutSeconds?: number;
 }
 
 /** One digest that was migrated successfully (newest first in status.migratedDigests). */
@@ -150,6 +170,12 @@ export const MANAGED_BY = "digest-migrations";
 
 /** Upstream's waiter init container prefix; the Job cloner purges containers with it. */
 export const WAITER_CONTAINER_PREFIX = "migrate-wait-";
+
+/**
+ * The pod volume holding the waiter's projected service-account token (audience WAITER_TOKEN_AUDIENCE),
+ * which the plugin adds beside the waiters when waiter authentication is on; a migration Job drops it.
+ */
+export const WAITER_TOKEN_VOLUME = `${WAITER_CONTAINER_PREFIX}token`;
 
 /** The name of the container in a migration Job (upstream's name). */
 export const MIGRATION_CONTAINER_NAME = "migrations";

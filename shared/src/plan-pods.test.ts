@@ -6,7 +6,7 @@ import type { PodStatus } from "./k8s.ts";
 import { REASONS } from "./migrator.ts";
 import { SAFETY_REQUEUE_MS, plan } from "./plan.ts";
 import type { Plan, Snapshot } from "./plan.ts";
-import { NOW, appPod, job, node, probeFor, snapshot } from "./plan-builders.ts";
+import { NOW, appPod, job, migrator, node, probeFor, snapshot } from "./plan-builders.ts";
 import * as kubelet from "./testdata/kubelet-statuses.ts";
 
 const { IMAGE } = kubelet;
@@ -195,6 +195,19 @@ t.test("a probe that reported nothing for longer than the budget: ProbeFailed sa
   t.equal(reasonOf(young), REASONS.Probing);
   t.equal(young.requeueAfterMs, SAFETY_REQUEUE_MS, "the budget ends after the safety requeue");
   t.equal(plan({ ...s, probeTimeoutSeconds: 600 }, NOW).requeueAfterMs, 5500, "looked at again when the budget ends");
+});
+
+t.test("spec.probePullTimeoutSeconds is the Migrator's own pull budget, over the reconciler's", async (t) => {
+  const s = { ...probing(kubelet.PROBE_CONTAINER_CREATING), probeTimeoutSeconds: 300 };
+  const own = (seconds: number): Snapshot => ({
+    ...s,
+    migrator: migrator({ spec: { probePullTimeoutSeconds: seconds } }),
+  });
+  const short = plan(own(60), NOW);
+  t.equal(reasonOf(short), REASONS.ProbeFailed, "past its own 60 s, within the reconciler's 300 s");
+  t.match(short.condition.message, /after 595 s \(more than 60 s, spec\.probePullTimeoutSeconds\)/);
+  const long = plan({ ...own(1200), probeTimeoutSeconds: 60 }, NOW);
+  t.equal(reasonOf(long), REASONS.Probing, "within its own 1200 s, past the reconciler's 60 s");
 });
 
 t.test("a probe serves only the pods created before it", async (t) => {

@@ -227,9 +227,11 @@ function answerOf(probe: Pod, outcome: ProbeOutcome, snapshot: Snapshot, now: Da
       return { problem, keep: false, replace: true, requeueAfterMs: SOON_MS };
     }
     case "pending": {
-      const timeout = snapshot.probeTimeoutSeconds;
+      const own = snapshot.migrator.spec.probePullTimeoutSeconds;
+      const timeout = own ?? snapshot.probeTimeoutSeconds;
       if (age > timeout) {
-        const message = `${outcome.message} after ${Math.round(age)} s (more than ${timeout} s)`;
+        const budget = own === undefined ? `${timeout} s` : `${timeout} s, spec.probePullTimeoutSeconds`;
+        const message = `${outcome.message} after ${Math.round(age)} s (more than ${budget})`;
         return { problem: { reason: REASONS.ProbeFailed, message }, keep: true };
       }
       return { keep: true, requeueAfterMs: Math.max(SOON_MS, (timeout - age) * 1000 + 500) };

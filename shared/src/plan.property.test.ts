@@ -88,6 +88,8 @@ const world = fc
         digest: fc.constantFrom(...DIGESTS),
         state: fc.constantFrom<"active" | "succeeded" | "failed">("active", "succeeded", "failed"),
         retryHandled: fc.option(fc.constantFrom("1", "2"), { nil: undefined }),
+        /** Why a failed Job failed (the Job controller's Failed condition). */
+        failure: fc.constantFrom("BackoffLimitExceeded", "DeadlineExceeded"),
       }),
       { selector: (j) => j.digest, maxLength: 3 },
     ),
@@ -95,11 +97,19 @@ const world = fc
     retry: fc.option(fc.constantFrom("1", "2"), { nil: undefined }),
     crioOn: fc.constantFrom("none", "node-2"),
     probeTimeoutSeconds: fc.constantFrom(60, 300, 900),
+    /** spec.ttlSecondsAfterFinished and the reconciler's default (Jobs finish 500 s before NOW). */
+    ttl: fc.option(fc.constantFrom(0, 200, 1000), { nil: undefined }),
+    defaultTtl: fc.option(fc.constantFrom(0, 1000), { nil: undefined }),
+    deadline: fc.option(fc.constantFrom(30, 600), { nil: undefined }),
   })
   .map((w): Snapshot => {
     const m = migrator({
       status: w.history.length > 0 ? migrated(...w.history) : {},
       ...(w.retry ? { retry: w.retry } : {}),
+      spec: {
+        ...(w.ttl !== undefined ? { ttlSecondsAfterFinished: w.ttl } : {}),
+        ...(w.deadline !== undefined ? { activeDeadlineSeconds: w.deadline } : {}),
+      },
     });
     const pods = w.pods.map(buildPod);
     const probes = new Map<string, Pod>();
@@ -119,15 +129,20 @@ const world = fc
     return snapshot({
       migrator: m,
       pods: [...pods, ...probes.values()],
-      jobs: w.jobs.map((j) =>
-        job(j.digest, j.state, { m, ...(j.retryHandled ? { retryHandled: j.retryHandled } : {}) }),
-      ),
+      jobs: w.jobs.map((j) => {
+        const built = job(j.digest, j.state, { m, ...(j.retryHandled ? { retryHandled: j.retryHandled } : {}) });
+        if (j.state === "failed") {
+          built.status = { failed: 1, conditions: [{ type: "Failed", status: "True", reason: j.failure }] };
+        }
+        return built;
+      }),
       nodes: new Map([
         ["node-1", node("node-1")],
         ["node-2", node("node-2", w.crioOn === "node-2" ? kubelet.NODE_INFO_CRIO : kubelet.NODE_INFO_CONTAINERD)],
       ]),
       pins,
       probeTimeoutSeconds: w.probeTimeoutSeconds,
+      ...(w.defaultTtl !== undefined ? { jobDefaults: { ttlSecondsAfterFinished: w.defaultTtl } } : {}),
     });
   });
 
@@ -187,6 +202,36 @@ t.test("a success is recorded before anything is deleted", async (t) => {
         const view = jobView(s.jobs.find((j) => j.metadata.name === d.name)!);
         return view.state !== "succeeded" || (view.digest !== undefined && recorded.has(view.digest));
       });
+    }),
+    settings,
+  );
+  t.pass("checked");
+});
+
+t.test("the worlds include recorded successes of the wanted digest deleted by their time to live", async (t) => {
+  const samples = fc.sample(world, { numRuns: 400, seed: 17 });
+  const expired = samples.filter((s) => {
+    const p = plan(s, NOW);
+    return p.staleJobs.some((d) => {
+      const view = jobView(s.jobs.find((j) => j.metadata.name === d.name)!);
+      return view.state === "succeeded" && view.digest === p.condition.currentDigest;
+    });
+  });
+  t.ok(expired.length > 0, `${expired.length} of 400 (the properties above hold for them too)`);
+});
+
+t.test("no hot retry: a failed Job of the wanted digest stays, and is redone only for a new retry value", async (t) => {
+  fc.assert(
+    fc.property(world, (s) => {
+      const p = plan(s, NOW);
+      const wanted = p.condition.currentDigest;
+      if (wanted === undefined) return true;
+      const failed = ownJobs(s).find((j) => jobState(j) === "failed" && jobView(j).digest === wanted);
+      if (failed === undefined) return true;
+      if (p.staleJobs.some((d) => d.name === failed.metadata.name)) return false;
+      if (p.job.kind !== "create") return true;
+      const retry = s.migrator.metadata.annotations?.["migrations.coderanger.net/retry"] ?? "";
+      return retry !== "" && retry !== (jobView(failed).retry ?? "") && p.job.replaces?.name === failed.metadata.name;
     }),
     settings,
   );

@@ -127,6 +127,130 @@ t.test("the Job decision", async (t) => {
   }
 });
 
+t.test(
+  "ttlSecondsAfterFinished: a recorded success is deleted once its time is up, never before it is recorded",
+  async (t) => {
+    // job() completes at 10:01:40, NOW is 10:10:00: 500 s later.
+    const done = job(D1, "succeeded");
+    const recorded = (ttl: number | undefined, defaults?: Snapshot["jobDefaults"]): Plan =>
+      plan(
+        snapshot({
+          migrator: migrator({
+            status: migrated(D1),
+            ...(ttl === undefined ? {} : { spec: { ttlSecondsAfterFinished: ttl } }),
+          }),
+          pods: [pinnedPod("a", D1)],
+          jobs: [done],
+          ...(defaults ? { jobDefaults: defaults } : {}),
+        }),
+        NOW,
+      );
+    t.same(recorded(undefined).staleJobs, [], "no TTL: kept while its digest is wanted (as before)");
+    const expired = recorded(300);
+    t.same(
+      expired.staleJobs.map((s) => s.name),
+      [done.metadata.name],
+      "500 s after it finished, TTL 300 s: deleted",
+    );
+    t.equal(reasonOf(expired), REASONS.Succeeded, "the Migrator still says Succeeded");
+    t.equal(expired.condition.currentJob, done.metadata.name, "and names the Job that ran it");
+    const early = recorded(520);
+    t.same(early.staleJobs, [], "TTL 520 s: not yet");
+    t.equal(early.requeueAfterMs, 20_500, "looked at again when it ends");
+    t.same(recorded(undefined, { ttlSecondsAfterFinished: 300 }).staleJobs.length, 1, "the reconciler's default");
+    t.same(recorded(900, { ttlSecondsAfterFinished: 300 }).staleJobs, [], "the Migrator's own value wins");
+
+    const unrecorded = plan(
+      snapshot({
+        migrator: migrator({ spec: { ttlSecondsAfterFinished: 0 } }),
+        pods: [pinnedPod("a", D1)],
+        jobs: [done],
+      }),
+      NOW,
+    );
+    t.equal(unrecorded.job.kind, "record", "not recorded yet: recorded first");
+    t.same(unrecorded.staleJobs, [], "and nothing deleted in the same plan");
+
+    const failedJob = job(D1, "failed");
+    const failed = plan(
+      snapshot({
+        migrator: migrator({ spec: { ttlSecondsAfterFinished: 0 } }),
+        pods: [pinnedPod("a", D1)],
+        jobs: [failedJob],
+      }),
+      NOW,
+    );
+    t.same(
+      failed.staleJobs,
+      [],
+      "a failed Job of the wanted digest is kept: deleting it would start the migration again",
+    );
+    t.equal(failed.job.kind, "none");
+  },
+);
+
+t.test("a Job stopped at its deadline: Failed naming the deadline, a Warning, no new Job", async (t) => {
+  const m = migrator({ spec: { activeDeadlineSeconds: 30 } });
+  const stopped = job(D1, "failed", { m });
+  stopped.status = {
+    failed: 1,
+    conditions: [
+      {
+        type: "Failed",
+        status: "True",
+        reason: "DeadlineExceeded",
+        message: "Job was active longer than specified deadline",
+      },
+    ],
+  };
+  const p = plan(snapshot({ migrator: m, pods: [pinnedPod("a", D1)], jobs: [stopped] }), NOW);
+  t.equal(reasonOf(p), REASONS.Failed);
+  t.match(p.condition.message, /ran past its deadline of 30 s \(spec\.activeDeadlineSeconds\)/);
+  t.same(
+    p.events.map((e) => [e.type, e.reason]),
+    [["Warning", REASONS.Failed]],
+  );
+  t.equal(p.job.kind, "none", "no hot retry");
+  t.same(p.staleJobs, []);
+  t.same(p.pins, [], "its pods stay as they are: gated");
+});
+
+t.test("a new Job carries the Migrator's controls, else the reconciler's defaults", async (t) => {
+  const specOf = (p: Plan): Record<string, unknown> =>
+    p.job.kind === "create" ? (p.job.job.spec as Record<string, unknown>) : {};
+  const own = plan(
+    snapshot({
+      migrator: migrator({ spec: { activeDeadlineSeconds: 60, backoffLimit: 1 } }),
+      pods: [pinnedPod("a", D1)],
+      jobDefaults: { activeDeadlineSeconds: 900 },
+    }),
+    NOW,
+  );
+  t.match(specOf(own), { activeDeadlineSeconds: 60, backoffLimit: 1 });
+  const defaulted = plan(snapshot({ pods: [pinnedPod("a", D1)], jobDefaults: { activeDeadlineSeconds: 900 } }), NOW);
+  t.match(specOf(defaulted), { activeDeadlineSeconds: 900, backoffLimit: 0 });
+});
+
+t.test("every bad Job control value: InvalidSpec naming the field, no Job", async (t) => {
+  const bad: [Partial<Snapshot["migrator"]["spec"]>, RegExp][] = [
+    [{ activeDeadlineSeconds: 0 }, /spec\.activeDeadlineSeconds: must be a whole number/],
+    [{ backoffLimit: -1 }, /spec\.backoffLimit: must be a whole number/],
+    [{ ttlSecondsAfterFinished: 1.5 }, /spec\.ttlSecondsAfterFinished: must be a whole number/],
+    [{ probePullTimeoutSeconds: 0 }, /spec\.probePullTimeoutSeconds: must be a whole number/],
+    [
+      { resources: { requests: { memory: "2Gi" }, limits: { memory: "1Gi" } } },
+      /spec\.resources\.requests\.memory: "2Gi" is more than/,
+    ],
+  ];
+  for (const [spec, message] of bad) {
+    const p = plan(snapshot({ migrator: migrator({ spec }), pods: [pinnedPod("a", D1)] }), NOW);
+    t.equal(reasonOf(p), REASONS.InvalidSpec, JSON.stringify(spec));
+    t.match(p.condition.message, message, JSON.stringify(spec));
+    t.match(p.condition.message, /^Migrator shop\/web /, "names the Migrator");
+    t.equal(p.job.kind, "none");
+  }
+});
+
 t.test("creating a Job: from the newest pod running the digest, pinned, retry noted", async (t) => {
   const older = pinnedPod("a", D1, { revision: 1, created: 9 });
   const newer = pinnedPod("b", D1, { revision: 2, created: 1 });

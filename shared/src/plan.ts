@@ -15,8 +15,8 @@
 //  5. the condition (a refused pin outranks every other reason) and its Event.
 // Steps 1 to 3 are plan-pods.ts.
 import { pinImage } from "./image-ref.ts";
-import { JobBuildError, buildMigrationJob, isOwnedBy, jobView, migrationJobName } from "./job.ts";
-import type { MigrationImage } from "./job.ts";
+import { JobBuildError, buildMigrationJob, isOwnedBy, jobTtl, jobView, migrationJobName } from "./job.ts";
+import type { JobDefaults, MigrationImage } from "./job.ts";
 import type { KubeObject, Labels, Node, Pod } from "./k8s.ts";
 import { ANNOTATIONS, EVENT_REASONS, REASONS, WARNING_REASONS } from "./migrator.ts";
 import type { MigrationRecord, Migrator, MigratorStatus } from "./migrator.ts";
@@ -24,7 +24,7 @@ import type { OwnerLookup } from "./owners.ts";
 import { byName, observePods, ref } from "./plan-pods.ts";
 import type { PodInfo } from "./plan-pods.ts";
 import type { ProbeOutcome } from "./probe.ts";
-import { compareNewestFirst, decideMigration, recordMigration, wantedDigest } from "./protocol.ts";
+import { compareNewestFirst, decideMigration, expiredJobs, recordMigration, wantedDigest } from "./protocol.ts";
 import type { MigrationDecision, Wanted } from "./protocol.ts";
 import { selectorsOf } from "./spec.ts";
 import { nextStatus, readyReason, statusChanged } from "./status.ts";
@@ -52,8 +52,10 @@ export interface Snapshot {
   nodes: ReadonlyMap<string, Node>;
   /** Pins written or refused by this reconciler, by pod uid (see PinRecord). */
   pins: ReadonlyMap<string, PinRecord>;
-  /** A probe still without an answer after this long is reported as ProbeFailed. */
+  /** A probe still without an answer after this long is reported as ProbeFailed (unless spec.probePullTimeoutSeconds). */
   probeTimeoutSeconds: number;
+  /** The install's defaults of the Job controls a Migrator leaves out (reconciler flags). */
+  jobDefaults?: JobDefaults;
 }
 
 export interface ObjectRef {
@@ -73,6 +75,11 @@ export interface Pin extends ObjectRef {
 export interface ProbeDeletion extends ObjectRef {
   outcome: ProbeOutcome["kind"];
   creationTimestamp?: string;
+}
+
+/** A Job to delete: `expired` when its time to live is over (else its digest is no longer wanted). */
+export interface StaleJob extends ObjectRef {
+  expired?: true;
 }
 
 export interface PlannedEvent {
@@ -99,8 +106,11 @@ export interface Plan {
   /** Probe pods to create (deterministic names: AlreadyExists means another reconcile created it). */
   createProbes: Pod[];
   job: JobAction;
-  /** Finished Jobs of digests no longer wanted (recorded already, or failed): delete, uid precondition. */
-  staleJobs: ObjectRef[];
+  /**
+   * Jobs to delete, uid precondition: finished Jobs of digests no longer wanted (recorded already, or
+   * failed), and recorded successes past spec.ttlSecondsAfterFinished.
+   */
+  staleJobs: StaleJob[];
   /** The condition the Migrator should show. */
   condition: StatusInput;
   /** The next status, when it differs from the cached one (written with the cached resourceVersion). */
@@ -148,7 +158,7 @@ export function plan(snapshot: Snapshot, now: Date): Plan {
 
   let base = migrator.status;
   let job: JobAction = { kind: "none" };
-  let staleJobs: ObjectRef[] = decision.stale.map((stale) => ref(jobs.find((j) => j.metadata.name === stale)!));
+  let staleJobs: StaleJob[] = decision.stale.map((stale) => ref(jobs.find((j) => j.metadata.name === stale)!));
   let requeueAfterMs = seen.requeueAfterMs;
   const action = decision.action;
   if (action.kind === "record") {
@@ -176,6 +186,17 @@ export function plan(snapshot: Snapshot, now: Date): Plan {
       const warning = unpinnedWarning(created.job, created.image, action.digest);
       if (warning !== undefined) job.warning = warning;
     }
+  }
+  // Recorded successes past their time to live (never in the plan that records one: that waits for the write).
+  const ttl = jobTtl(migrator.spec, snapshot.jobDefaults);
+  if (ttl !== undefined && action.kind !== "record") {
+    const due = expiredJobs(views, base, ttl, now);
+    for (const name of due.expired) {
+      if (!staleJobs.some((s) => s.name === name)) {
+        staleJobs.push({ ...ref(jobs.find((j) => j.metadata.name === name)!), expired: true });
+      }
+    }
+    if (due.nextInMs !== undefined) requeueAfterMs = Math.min(requeueAfterMs, due.nextInMs + 500);
   }
   // A refused pin outranks every other reason: those pods stay gated whatever else happens.
   if (seen.refused.length > 0) {
@@ -249,7 +270,13 @@ function planJob(
       problems.push(owner.message);
       continue;
     }
-    const input = { migrator: snapshot.migrator, template: owner.template, digest, image: container.image ?? "" };
+    const input = {
+      migrator: snapshot.migrator,
+      template: owner.template,
+      digest,
+      image: container.image ?? "",
+      ...(snapshot.jobDefaults !== undefined ? { defaults: snapshot.jobDefaults } : {}),
+    };
     try {
       const built = buildMigrationJob(retry === "" ? input : { ...input, retry });
       return { ok: true, ...built, template: `${owner.owner.kind}/${owner.owner.name}` };

@@ -6,6 +6,8 @@ import type { MigratorStatus } from "./migrator.ts";
 import {
   compareNewestFirst,
   decideMigration,
+  expiredJobs,
+  failureText,
   isGated,
   recordMigration,
   resolvePodDigest,
@@ -288,6 +290,78 @@ t.test("decideMigration", async (t) => {
   const created = decideMigration(input({}));
   t.same(created.action, { kind: "create", digest: D2 });
   t.equal(created.currentJob, jobName(D2));
+});
+
+t.test(
+  "a failed Job's message says why it failed: the deadline, the retries, the Job controller's reason",
+  async (t) => {
+    const failed = (extra: Partial<JobView>) => decideMigration(input({ jobs: [job(D2, "failed", extra)] }));
+    const deadline = failed({
+      activeDeadlineSeconds: 600,
+      failure: { reason: "DeadlineExceeded", message: "Job was active longer than specified deadline" },
+    });
+    t.equal(deadline.reason, REASONS.Failed, "still Failed: Degraded in Argo CD, a Warning Event");
+    t.equal(deadline.action.kind, "none", "no retry of its own");
+    t.match(
+      deadline.message,
+      /^Job db-2222222222 ran past its deadline of 600 s \(spec\.activeDeadlineSeconds\) and was stopped before it migrated sha256:2{64} \(DeadlineExceeded\); pods running it stay gated\. Fix the cause or raise spec\.activeDeadlineSeconds, then set the annotation migrations\.coderanger\.net\/retry to a new value, or push a new image$/,
+    );
+    const backoff = failed({
+      backoffLimit: 2,
+      failedPods: 3,
+      failure: { reason: "BackoffLimitExceeded", message: "Job has reached the specified backoff limit" },
+    });
+    t.match(
+      backoff.message,
+      /^Job db-2222222222 failed to migrate sha256:2{64}: 3 pod\(s\) failed, 2 retries allowed \(spec\.backoffLimit\); pods running it stay gated\. Fix the cause, then/,
+    );
+    t.match(
+      failed({ backoffLimit: 0, failure: { reason: "BackoffLimitExceeded", message: "x" } }).message,
+      /^Job db-2222222222 failed to migrate sha256:2{64}; pods/,
+    );
+    t.match(
+      failed({}).message,
+      /^Job db-2222222222 failed to migrate sha256:2{64}; pods running it stay gated/,
+      "no condition yet",
+    );
+    t.equal(
+      failureText(job(D2, "failed", { failure: { reason: "PodFailurePolicy", message: "rule 1" } }), D2),
+      `Job db-2222222222 failed to migrate ${D2} (PodFailurePolicy: rule 1)`,
+      "another reason is quoted",
+    );
+  },
+);
+
+t.test("expiredJobs: recorded successes past their time to live, nothing else", async (t) => {
+  const now = new Date("2026-12-01T10:10:00Z");
+  const done = (d: string, completionTime?: string) => job(d, "succeeded", completionTime ? { completionTime } : {});
+  const status = history(D1, D2);
+  t.same(
+    expiredJobs([done(D1, "2026-12-01T10:00:00Z")], status, 600, now),
+    { expired: [jobName(D1)] },
+    "exactly at its end",
+  );
+  t.same(
+    expiredJobs([done(D1, "2026-12-01T10:00:01Z")], status, 600, now),
+    { expired: [], nextInMs: 1000 },
+    "a second early",
+  );
+  t.same(expiredJobs([done(D3, "2026-12-01T09:00:00Z")], status, 60, now), { expired: [] }, "not recorded: kept");
+  t.same(
+    expiredJobs([job(D1, "failed"), job(D2, "active")], status, 0, now),
+    { expired: [] },
+    "failed or running: kept",
+  );
+  const fromRecord = {
+    ...status,
+    migratedDigests: status.migratedDigests!.map((r) => ({ ...r, completionTime: "2026-12-01T10:09:00Z" })),
+  };
+  t.same(
+    expiredJobs([done(D1)], fromRecord, 30, now),
+    { expired: [jobName(D1)] },
+    "the record's completionTime without the Job's",
+  );
+  t.same(expiredJobs([done(D1)], status, 30, now), { expired: [] }, "no time known: kept");
 });
 
 t.test("recordMigration keeps a bounded, deduplicated history, newest first", async (t) => {

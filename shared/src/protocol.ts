@@ -272,9 +272,7 @@ export function decideMigration(input: MigrationInput): MigrationDecision {
       stale,
       ready: false,
       reason: REASONS.Failed,
-      message:
-        `Job ${own.name} failed to migrate ${digest}; pods running it stay gated. ` +
-        `Fix the cause, then set the annotation migrations.coderanger.net/retry to a new value, or push a new image`,
+      message: `${failureText(own, digest)}; pods running it stay gated. ${failureAdvice(own)}`,
       currentJob: own.name,
     };
   }
@@ -295,6 +293,56 @@ export function decideMigration(input: MigrationInput): MigrationDecision {
     message: `starting Job ${input.jobName(digest)} to migrate ${digest}`,
     currentJob: input.jobName(digest),
   };
+}
+
+/**
+ * The migration Jobs whose time to live is over: succeeded, their digest recorded in `status` (the
+ * status as written, so a Job is never deleted before its success is on record), and finished at least
+ * `ttlSeconds` ago (status.completionTime, else the record's completionTime). Failed Jobs are never
+ * expired: the failed Job of the wanted digest is what keeps it from being retried without a new retry
+ * value, and the failed Jobs of other digests are stale anyway. `nextInMs`: when the next one expires.
+ */
+export function expiredJobs(
+  jobs: readonly JobView[],
+  status: MigratorStatus | undefined,
+  ttlSeconds: number,
+  now: Date,
+): { expired: string[]; nextInMs?: number } {
+  const recorded = migratedDigests(status);
+  const expired: string[] = [];
+  let nextInMs: number | undefined;
+  for (const job of jobs) {
+    if (job.state !== "succeeded" || job.digest === undefined || !recorded.has(job.digest)) continue;
+    const record = status?.migratedDigests?.find((r) => r.digest === job.digest);
+    const finished = Date.parse(job.completionTime ?? record?.completionTime ?? "");
+    if (Number.isNaN(finished)) continue;
+    const left = finished + ttlSeconds * 1000 - now.getTime();
+    if (left <= 0) expired.push(job.name);
+    else nextInMs = Math.min(nextInMs ?? Infinity, left);
+  }
+  return nextInMs === undefined ? { expired } : { expired, nextInMs };
+}
+
+/** What went wrong with the failed Job `job` of `digest`, from the Job controller's Failed condition. */
+export function failureText(job: JobView, digest: string): string {
+  const reason = job.failure?.reason;
+  if (reason === "DeadlineExceeded") {
+    const deadline = job.activeDeadlineSeconds === undefined ? "" : ` of ${job.activeDeadlineSeconds} s`;
+    return `Job ${job.name} ran past its deadline${deadline} (spec.activeDeadlineSeconds) and was stopped before it migrated ${digest} (DeadlineExceeded)`;
+  }
+  if (reason === "BackoffLimitExceeded" && (job.backoffLimit ?? 0) > 0) {
+    return `Job ${job.name} failed to migrate ${digest}: ${job.failedPods ?? "its"} pod(s) failed, ${job.backoffLimit} retries allowed (spec.backoffLimit)`;
+  }
+  if (reason !== undefined && reason !== "BackoffLimitExceeded") {
+    return `Job ${job.name} failed to migrate ${digest} (${reason}${job.failure?.message ? `: ${job.failure.message}` : ""})`;
+  }
+  return `Job ${job.name} failed to migrate ${digest}`;
+}
+
+function failureAdvice(job: JobView): string {
+  const fix =
+    job.failure?.reason === "DeadlineExceeded" ? "Fix the cause or raise spec.activeDeadlineSeconds" : "Fix the cause";
+  return `${fix}, then set the annotation migrations.coderanger.net/retry to a new value, or push a new image`;
 }
 
 /**

@@ -3,7 +3,25 @@
 // grammar is checked by compileSelector (selector.ts); selectorsOf gives both checks at once.
 import type { Labels } from "./k8s.ts";
 import type { Migrator, MigratorSpec } from "./migrator.ts";
+import { resourcesProblem } from "./quantity.ts";
 import { SelectorError, compileSelector } from "./selector.ts";
+
+/** The largest value of a Kubernetes int32 field (Job spec.backoffLimit, ttlSecondsAfterFinished). */
+const INT32_MAX = 2_147_483_647;
+
+/** The whole-number fields of the Job controls: their least value and what they count. */
+export const JOB_CONTROL_FIELDS = {
+  activeDeadlineSeconds: { min: 1, unit: "seconds" },
+  backoffLimit: { min: 0, unit: "retries" },
+  ttlSecondsAfterFinished: { min: 0, unit: "seconds" },
+  probePullTimeoutSeconds: { min: 1, unit: "seconds" },
+} as const satisfies Partial<Record<keyof MigratorSpec, { min: number; unit: string }>>;
+
+/** Why `value` is not a whole number from `min` to INT32_MAX, as the reason after "spec.<field>: ". */
+export function wholeNumberProblem(value: unknown, min: number, unit: string): string | undefined {
+  if (typeof value === "number" && Number.isInteger(value) && value >= min && value <= INT32_MAX) return undefined;
+  return `must be a whole number of ${unit} from ${min} to ${INT32_MAX} (got ${JSON.stringify(value)})`;
+}
 
 /** What is wrong with `spec`, outside the selector's grammar, as `spec.<field>: <reason>`; undefined if nothing. */
 export function migratorSpecProblem(spec: unknown): string | undefined {
@@ -27,6 +45,13 @@ export function migratorSpecProblem(spec: unknown): string | undefined {
   if (s.container !== undefined && s.container !== null && typeof s.container !== "string") {
     return "spec.container: must be a string";
   }
+  for (const [field, { min, unit }] of Object.entries(JOB_CONTROL_FIELDS)) {
+    const value = s[field as keyof typeof JOB_CONTROL_FIELDS];
+    if (value === undefined || value === null) continue;
+    const problem = wholeNumberProblem(value, min, unit);
+    if (problem !== undefined) return `spec.${field}: ${problem}`;
+  }
+  if (s.resources !== undefined && s.resources !== null) return resourcesProblem(s.resources, "spec.resources");
   return undefined;
 }
 

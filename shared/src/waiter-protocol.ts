@@ -8,6 +8,7 @@ import { JobBuildError, gatedContainer } from "./job.ts";
 import type { Container, ContainerStatus, Pod } from "./k8s.ts";
 import { CONDITION_READY, REASONS, WAITER_CONTAINER_PREFIX, migratedDigests } from "./migrator.ts";
 import type { Migrator, MigratorStatus } from "./migrator.ts";
+import { withWaiterToken } from "./waiter-auth.ts";
 
 // ---------------------------------------------------------------------------------------------
 // The init container
@@ -24,6 +25,11 @@ export interface WaiterSettings {
   image: string;
   /** Base URL of the reconciler's waiter API, e.g. http://digest-migrations.digest-migrations-system.svc:8443 */
   apiUrl: string;
+  /**
+   * Send the pod's projected service-account token (waiter authentication): the waiter mounts the pod
+   * volume waiterTokenVolume() and passes --token-file (see waiter-auth.ts).
+   */
+  token?: boolean;
 }
 
 /** Kubernetes container names are DNS labels: at most 63 characters. */
@@ -58,7 +64,7 @@ export function restrictedSecurityContext(): Record<string, unknown> {
  * downward API; the container asks for the Migrator and the gated application container by name.
  */
 export function waiterInitContainer(migratorName: string, appContainer: string, settings: WaiterSettings): Container {
-  return {
+  const container: Container = {
     name: waiterContainerName(migratorName),
     image: settings.image,
     imagePullPolicy: "IfNotPresent",
@@ -75,6 +81,7 @@ export function waiterInitContainer(migratorName: string, appContainer: string, 
     },
     securityContext: restrictedSecurityContext(),
   };
+  return settings.token ? withWaiterToken(container) : container;
 }
 
 // ---------------------------------------------------------------------------------------------
