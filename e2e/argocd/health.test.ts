@@ -12,7 +12,7 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import t from "tap";
 import { stringify } from "yaml";
-import { API_VERSION, KIND, LABELS, REASONS } from "@digest-migrations/shared";
+import { API_VERSION, KIND, REASONS } from "@digest-migrations/shared";
 import type { Migrator } from "@digest-migrations/shared";
 import { ARGOCD_DIR, health, runAction } from "../../deploy/argocd/lua.ts";
 import type { HealthStatus } from "../../deploy/argocd/lua.ts";

@@ -25,7 +25,6 @@ import { deployment, pod } from "../harness/objects.ts";
 import type { ObjectList } from "../kit/client.ts";
 import { waitFor } from "../kit/wait.ts";
 import { GenerateError, generate } from "../pipeline/sync.ts";
-import type { Shop } from "../pipeline/stack.ts";
 import { startShop } from "../pipeline/start-shop.ts";
 import { nodeOnlyImage } from "../world/node-only-image.ts";
 import { table } from "./report.ts";
