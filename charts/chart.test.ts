@@ -222,3 +222,24 @@ t.test("hostNetwork: the node's network namespace, shared ports, no host ports, 
   t.equal(defaults.hostNetwork, undefined, "off by default");
   t.notOk(defaults.containers[0]!.args.includes("--reuse-port"));
 });
+
+t.test("waiterAuth: the flag and TokenReviews only when waiters are authenticated", async (t) => {
+  const rules = (objects: Manifest[]): { resources: string[] }[] =>
+    find(objects, "ClusterRole")["rules"] as { resources: string[] }[];
+  const defaults = render();
+  t.notOk(
+    rules(defaults).some((r) => r.resources.includes("tokenreviews")),
+    "none (the default): no TokenReviews",
+  );
+  t.notOk(podSpec(defaults).containers[0]?.args.some((a: string) => a.startsWith("--waiter-auth")));
+  for (const mode of ["optional", "required"]) {
+    const objects = render({ waiterAuth: mode });
+    t.ok(podSpec(objects).containers[0]?.args.includes(`--waiter-auth=${mode}`), `${mode}: the flag`);
+    t.same(
+      rules(objects).find((r) => r.resources.includes("tokenreviews")),
+      { apiGroups: ["authentication.k8s.io"], resources: ["tokenreviews"], verbs: ["create"] },
+      `${mode}: create on TokenReviews, nothing else`,
+    );
+  }
+  t.throws(() => render({ waiterAuth: "yes" }), /values\.waiterAuth: "yes" is not one of none, optional, required/);
+});

@@ -103,9 +103,9 @@ export class Shop {
       kubeconfig: this.env.world.adminKubeconfig,
       namespace: this.namespace,
       appName: "shop",
-      waiterImage: process.env.DM_RECONCILER_IMAGE ?? this.env.world.images.reconciler,
+      waiterImage: this.env.world.images.reconciler,
       reconcilerUrl: this.release.waiterUrl,
-      pluginImage: process.env.DM_PLUGIN_IMAGE ?? this.env.world.images.plugin,
+      pluginImage: this.env.world.images.plugin,
       parameters,
       log: (l) => this.env.log(`sync: ${l}`),
     });

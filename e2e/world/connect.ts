@@ -33,6 +33,19 @@ export function readWorldInfo(file: string): WorldInfo {
   }
 }
 
+/**
+ * The world's images, or another build of them that push-images.ts pushed into it (DM_RECONCILER_IMAGE,
+ * DM_PLUGIN_IMAGE): everything a test runs — the chart's reconciler, the waiters, the plugin — uses these.
+ */
+function withPushedImages(info: WorldInfo): WorldInfo {
+  const reconciler = process.env.DM_RECONCILER_IMAGE;
+  const plugin = process.env.DM_PLUGIN_IMAGE;
+  return {
+    ...info,
+    images: { ...info.images, ...(reconciler ? { reconciler } : {}), ...(plugin ? { plugin } : {}) },
+  };
+}
+
 /** The description file of a world kept running by `e2e/world/run.ts --keep`, if its owner lives. */
 function keptWorld(): string | undefined {
   try {
@@ -66,7 +79,7 @@ export function world(atEnd: (fn: () => Promise<void>) => void = () => {}): Prom
     const cluster = externalCluster(info.adminKubeconfig);
     atEnd(() => cluster.stop());
     return {
-      info,
+      info: withPushedImages(info),
       kube: KubeClient.fromFile(info.adminKubeconfig),
       cluster,
       postgres: connectPostgres(info.postgres),

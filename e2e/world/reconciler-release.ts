@@ -83,8 +83,7 @@ export class ReconcilerRelease {
     const ports = await freePorts(2);
     const name = "digest-migrations";
     const release = new ReconcilerRelease(world, kube, namespace, name, ports);
-    // DM_RECONCILER_IMAGE: another build of the reconciler in the world's registry (push-images.ts).
-    const [repository, digest] = (process.env.DM_RECONCILER_IMAGE ?? world.images.reconciler).split("@");
+    const [repository, digest] = world.images.reconciler.split("@");
     const apiserver = new URL(world.server);
     const values = {
       // Cluster-scoped RBAC objects are named after the release: one per test namespace.
