@@ -25,6 +25,7 @@ import {
   appImage,
   appPodSpec,
   nodeOnlyImage,
+  nodeOnlyPod,
   reconcilerEnv,
   runningImages,
 } from "../reconciler/setup.ts";
@@ -127,17 +128,7 @@ t.test("health.lua on a live Migrator in every state the reconciler can set", as
   // Never); the kubelet reports its configuration ID, without a repository digest.
   const local = await nodeOnlyImage(t, env, "local");
   await env.migrator("local", { selector: { matchLabels: { app: "local" } } });
-  await env.kube.createObject(
-    pod(
-      env.namespace,
-      "local-1",
-      {
-        terminationGracePeriodSeconds: 1,
-        containers: [{ name: "app", image: local.ref, imagePullPolicy: "Never", command: ["sleep", "3600"] }],
-      },
-      { app: "local" },
-    ),
-  );
+  await env.kube.createObject(nodeOnlyPod(env.namespace, "local-1", local.ref, "local"));
   await check("local", REASONS.NoDigest);
 
   // ProbeFailed: the gated image was never pushed; the kubelet cannot pull it for the probe.

@@ -6,7 +6,6 @@
 import t from "tap";
 import { REASONS } from "@digest-migrations/shared";
 import { POLICY_LABEL, POLICY_MESSAGE, denyImageChanges } from "../harness/image-policy.ts";
-import { pod } from "../harness/objects.ts";
 import { waitFor } from "../kit/wait.ts";
 import {
   appContainer,
@@ -14,6 +13,7 @@ import {
   appImage,
   describeMigrator,
   nodeOnlyImage,
+  nodeOnlyPod,
   reconcilerEnv,
   runningImages,
   unmigratedStarts,
@@ -32,17 +32,7 @@ t.test("malformed selector, digest-less imageID, unpullable image", async (t) =>
   // An ungated pod running an image the node has but no registry serves (imported into containerd,
   // never pulled): the kubelet reports its configuration ID, not a repository digest.
   await env.migrator("local", { selector: { matchLabels: { app: "local" } } });
-  await env.kube.createObject(
-    pod(
-      env.namespace,
-      "local-1",
-      {
-        terminationGracePeriodSeconds: 1,
-        containers: [{ name: "app", image: local.ref, imagePullPolicy: "Never", command: ["sleep", "3600"] }],
-      },
-      { app: "local" },
-    ),
-  );
+  await env.kube.createObject(nodeOnlyPod(env.namespace, "local-1", local.ref, "local"));
   const imageID = await waitFor(async () => runningImages(await env.pods("app=local"))[0], {
     what: "pod local-1 to run the node-only image",
     timeoutMs: 120_000,

@@ -348,4 +348,4 @@ export async function observe(
   return (await reconcileCount(env)) - before;
 }
 
-export { nodeOnlyImage } from "../world/node-only-image.ts";
+export { nodeOnlyImage, nodeOnlyPod } from "../world/node-only-image.ts";

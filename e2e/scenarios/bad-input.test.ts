@@ -26,7 +26,7 @@ import type { ObjectList } from "../kit/client.ts";
 import { waitFor } from "../kit/wait.ts";
 import { GenerateError, generate } from "../pipeline/sync.ts";
 import { startShop } from "../pipeline/start-shop.ts";
-import { nodeOnlyImage } from "../world/node-only-image.ts";
+import { nodeOnlyImage, nodeOnlyPod } from "../world/node-only-image.ts";
 import { table } from "./report.ts";
 
 interface Tally {
@@ -296,17 +296,7 @@ t.test("Migrator specs, pod states and waiter API requests against the live reco
   // pulled); an image no registry has (the probe's pull fails).
   const local = (await nodeOnlyImage(t, shop.env, "local")).ref;
   await createMigrator("nodigest", { selector: { matchLabels: { app: "nodigest" } } });
-  await env.kube.createObject(
-    pod(
-      ns,
-      "nodigest-1",
-      {
-        terminationGracePeriodSeconds: 1,
-        containers: [{ name: APP_CONTAINER, image: local, imagePullPolicy: "Never", command: ["sleep", "3600"] }],
-      },
-      { app: "nodigest" },
-    ),
-  );
+  await env.kube.createObject(nodeOnlyPod(ns, "nodigest-1", local, "nodigest"));
   await condition("nodigest", "NoDigest", /repository digest|configuration ID/, "pod state");
   await createMigrator("unpullable", { selector: { matchLabels: { app: "unpullable" } }, command: ["migrate"] });
   await env.kube.createObject(gatedDeployment("unpullable", env.images.ref("nowhere", APP_TAG)));

@@ -3,6 +3,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Test } from "tap";
+import type { KubeObject } from "@digest-migrations/shared";
+import { pod } from "../harness/objects.ts";
 import { execFileText } from "../kit/processes.ts";
 import { CRI_NAMESPACE } from "../node/containerd.ts";
 import type { NodeEnv } from "./namespace.ts";
@@ -42,4 +44,17 @@ export async function nodeOnlyImage(t: Test, env: NodeEnv, name: string): Promis
     await execFileText("buildah", ["inspect", "--type", "image", "--format", "{{.FromImageID}}", ref])
   ).trim();
   return { ref, id: `sha256:${id.replace(/^sha256:/, "")}` };
+}
+
+/** A bare pod `name` (labelled app=`app`) whose container `app` runs the node-only image `ref`, never pulled. */
+export function nodeOnlyPod(namespace: string, name: string, ref: string, app: string): KubeObject {
+  return pod(
+    namespace,
+    name,
+    {
+      terminationGracePeriodSeconds: 1,
+      containers: [{ name: "app", image: ref, imagePullPolicy: "Never", command: ["sleep", "3600"] }],
+    },
+    { app },
+  );
 }
