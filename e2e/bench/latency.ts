@@ -21,9 +21,9 @@ import {
 import type { KubeObject, Migrator, Pod } from "@digest-migrations/shared";
 import { inlineNodeImage, waiterImage } from "../harness/images.ts";
 import { waitFor } from "../kit/wait.ts";
-import { NodeEmulator } from "../node/emulator.ts";
+import { NodeEmulator } from "../emulator/emulator.ts";
 import type { WatchEvent } from "../kit/client.ts";
-import { Registry } from "../node/registry.ts";
+import { Registry } from "../emulator/registry.ts";
 import { BENCH_NAMESPACE, startReconciler } from "./control-plane.ts";
 import type { BenchCluster } from "./control-plane.ts";
 import { summarize } from "./stats.ts";

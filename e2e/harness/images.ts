@@ -1,10 +1,10 @@
-// Image contents for the simulated registry (see e2e/node/registry.ts): what a container command
+// Image contents for the simulated registry (see e2e/emulator/registry.ts): what a container command
 // means when the emulator runs it. Every command is a real local process on Node 24
 // (`process.execPath`), so tests exercise real executables, exit codes and signals.
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { WAITER_COMMAND } from "@digest-migrations/shared";
-import type { ImageContent } from "../node/registry.ts";
+import type { ImageContent } from "../emulator/registry.ts";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 

@@ -24,7 +24,7 @@ import { parse } from "yaml";
 import { freePort } from "../kit/ports.ts";
 import { sharedCluster } from "../harness/env.ts";
 import { waitFor } from "../kit/wait.ts";
-import { expand } from "../node/env.ts";
+import { expand } from "../emulator/env.ts";
 import { KubeClient } from "../kit/client.ts";
 import { tools } from "../../plugin/test/tools.ts";
 import type { Container, KubeObject } from "@digest-migrations/shared";

@@ -11,7 +11,7 @@ import { PodRunner } from "./pod-runner.ts";
 import type { StartRecord } from "./pod-runner.ts";
 import { NodeImages, Registry } from "./registry.ts";
 import { waitFor } from "../kit/wait.ts";
-import { readFixtures, summarize } from "./kubelet-record.ts";
+import { readFixtures, summarize } from "../node/kubelet-record.ts";
 
 const run = (source: string): string[] => [process.execPath, "-e", source];
 
