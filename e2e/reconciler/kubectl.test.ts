@@ -61,11 +61,11 @@ t.test("kubectl get and describe a Migrator", async (t) => {
   const wide = table(await kubectl(env, "get", "migrators", "-n", env.namespace, "-o", "wide"));
   t.same(
     wide[0],
-    ["NAME", "DIGEST", "READY", "REASON", "AGE", "LAST MIGRATION", "JOB"],
-    "-o wide adds the full digest and the Job",
+    ["NAME", "DIGEST", "READY", "REASON", "AGE", "LAST MIGRATION", "JOB", "DEADLINE"],
+    "-o wide adds the full digest, the Job and the Job's deadline",
   );
   t.same(wide[1]?.slice(0, 4), ["db", short, "True", "Succeeded"], "the default columns first");
-  t.same(wide[1]?.slice(5), [d1, job], "the full digest and the Job's name");
+  t.same(wide[1]?.slice(5), [d1, job, "<none>"], "the full digest, the Job's name, no deadline set");
 
   const describe = await kubectl(env, "describe", "migrator", "db", "-n", env.namespace);
   const conditions = conditionBlocks(describe);
