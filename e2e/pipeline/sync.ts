@@ -75,11 +75,9 @@ export class GenerateError extends Error {
 export function pluginSource(
   opts: Pick<SyncOptions, "waiterImage" | "reconcilerUrl" | "parameters" | "pluginEnv">,
 ): ApplicationSource {
-  const parameters: PluginParameter[] = [
-    { name: "waiter-image", string: opts.waiterImage },
-    { name: "reconciler-url", string: opts.reconcilerUrl },
-    ...Object.entries(opts.parameters ?? {}).map(([name, value]) => ({ name, string: value })),
-  ];
+  // A parameter given in opts.parameters replaces the default of the same name (Argo CD refuses a name twice).
+  const values = { "waiter-image": opts.waiterImage, "reconciler-url": opts.reconcilerUrl, ...opts.parameters };
+  const parameters: PluginParameter[] = Object.entries(values).map(([name, value]) => ({ name, string: value }));
   return {
     repoURL: "https://git.example/team/shop.git",
     path: ".",

@@ -169,21 +169,38 @@ export class ReconcilerRelease {
    * kill or a crash would end it; the kubelet then restarts it (restartPolicy Always).
    */
   async killContainer(pod: Pod): Promise<void> {
-    const id = pod.status?.containerStatuses
-      ?.find((s) => s.name === "reconciler")
-      ?.containerID?.replace(/^containerd:\/\//, "");
-    if (!id) throw new Error(`pod ${pod.metadata.name} has no running reconciler container`);
-    await execFileText("ctr", [
-      "--address",
-      this.#world.node.containerdSocket,
-      "--namespace",
-      "k8s.io",
-      "tasks",
-      "kill",
-      "--signal",
-      "SIGKILL",
-      id,
-    ]);
+    const name = pod.metadata.name ?? "";
+    const stale = new Set<string>();
+    // The pod's status may still name a container that has just exited (killed a moment ago, and the
+    // kubelet not yet reporting its successor): containerd then has no task of that ID, and the kill
+    // waits for the status to name the running one.
+    await waitFor(
+      async () => {
+        const live = await this.#kube.get<Pod>(`/api/v1/namespaces/${this.namespace}/pods/${name}`);
+        const status = live.status?.containerStatuses?.find((s) => s.name === "reconciler");
+        const id = status?.state?.running ? status.containerID?.replace(/^containerd:\/\//, "") : undefined;
+        if (!id || stale.has(id)) return false;
+        try {
+          await execFileText("ctr", [
+            "--address",
+            this.#world.node.containerdSocket,
+            "--namespace",
+            "k8s.io",
+            "tasks",
+            "kill",
+            "--signal",
+            "SIGKILL",
+            id,
+          ]);
+          return true;
+        } catch (error) {
+          if (!/no running task found|not found/.test(String(error))) throw error;
+          stale.add(id);
+          return false;
+        }
+      },
+      { what: `a running reconciler container in pod ${name} to kill`, timeoutMs: 60_000 },
+    );
   }
 
   /** Deletes a reconciler pod (graceful: SIGTERM, the Lease released); its ReplicaSet makes another. */
