@@ -5,6 +5,9 @@
 //
 // Shutdown on SIGTERM/SIGINT: stop writing, release the Lease, answer held waiters, close the
 // servers, stop the caches, exit 0 (a second signal exits at once).
+//
+// Longer than the other files because it holds every flag of the process with its help text, in one
+// commander definition, beside the wiring those flags configure; the decisions live in shared/.
 import { readFileSync } from "node:fs";
 import { Command, Option } from "commander";
 import type { KubeConfig } from "@kubernetes/client-node";
