@@ -2,10 +2,21 @@
 // renders what reconciler/deploy holds (same names, RBAC rules, ports, flags, probes), and carries exact
 // copies of the CRD and of the argocd-cm snippet.
 import { readFileSync } from "node:fs";
+import path from "node:path";
 import t from "tap";
+import type { Test } from "tap";
 import { parse } from "yaml";
 import { CHART_COPIES } from "./copies.ts";
-import { RECONCILER_DEPLOY_DIR, keyOf, lintChart, parseManifests, renderChart, renderKustomize } from "./render.ts";
+import {
+  NAMESPACED_DEPLOY_DIR,
+  RECONCILER_DEPLOY_DIR,
+  ROOT,
+  keyOf,
+  lintChart,
+  parseManifests,
+  renderChart,
+  renderKustomize,
+} from "./render.ts";
 import type { Manifest } from "./render.ts";
 
 function render(values: Record<string, unknown> = {}, namespace?: string): Manifest[] {
@@ -42,10 +53,10 @@ t.test("the chart carries exact copies of the CRD and the argocd-cm snippet (nod
   for (const { from, to } of CHART_COPIES) t.equal(readFileSync(to, "utf8"), readFileSync(from, "utf8"), to);
 });
 
-t.test("with defaults it renders what reconciler/deploy holds", async (t) => {
-  const chart = render();
-  const raw = parseManifests(renderKustomize(RECONCILER_DEPLOY_DIR), "kubectl kustomize reconciler/deploy");
-  t.ok(raw.length >= 8, `${raw.length} objects in reconciler/deploy`);
+/** The chart renders every object of a `kubectl kustomize` directory: the same spec, the same labels and more. */
+function rendersWhatKustomizeHolds(t: Test, chart: Manifest[], dir: string): Manifest[] {
+  const raw = parseManifests(renderKustomize(dir), `kubectl kustomize ${path.relative(ROOT, dir)}`);
+  t.ok(raw.length >= 8, `${raw.length} objects in ${path.relative(ROOT, dir)}`);
   for (const want of raw) {
     // Helm does not create the release namespace's Namespace object (helm install --create-namespace does).
     if (want.kind === "Namespace") continue;
@@ -55,7 +66,7 @@ t.test("with defaults it renders what reconciler/deploy holds", async (t) => {
       t.fail(`the chart renders ${key}`);
       continue;
     }
-    // Labels: the chart adds Helm's; it keeps every label reconciler/deploy sets.
+    // Labels: the chart adds Helm's; it keeps every label the Kustomize install sets.
     t.match(got.metadata.labels ?? {}, want.metadata.labels ?? {}, `${key}: labels`);
     const strip = (m: Manifest): unknown => {
       const copy = structuredClone(m);
@@ -73,12 +84,71 @@ t.test("with defaults it renders what reconciler/deploy holds", async (t) => {
       t.match(labels(got), labels(want), `${key}: pod template labels`);
     }
   }
+  return raw;
+}
+
+t.test("with defaults it renders what reconciler/deploy holds", async (t) => {
+  const chart = render();
+  const raw = rendersWhatKustomizeHolds(t, chart, RECONCILER_DEPLOY_DIR);
   const extra = chart.filter((o) => !raw.some((r) => keyOf(r) === keyOf(o))).map(keyOf);
   t.same(
     extra,
     ["ConfigMap/digest-migrations-system/digest-migrations-argocd-cm"],
     "and only the argocd-cm keys besides",
   );
+});
+
+t.test("with watchNamespaces it renders what the deploy/namespaced overlay holds", async (t) => {
+  const chart = render({ watchNamespaces: ["apps"], argocd: { configMap: { enabled: false } } });
+  const raw = rendersWhatKustomizeHolds(t, chart, NAMESPACED_DEPLOY_DIR);
+  t.same(chart.filter((o) => !raw.some((r) => keyOf(r) === keyOf(o))).map(keyOf), [], "and nothing else");
+});
+
+type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+const rulesOf = (m: Manifest): Rule[] => m["rules"] as Rule[];
+const clusterScoped = (objects: Manifest[]): string[] =>
+  objects.filter((o) => o.kind === "ClusterRole" || o.kind === "ClusterRoleBinding").map(keyOf);
+
+t.test("watchNamespaces: a Role in each watched namespace, nothing cluster-wide", async (t) => {
+  const cluster = rulesOf(find(render(), "ClusterRole"));
+  const objects = render({ watchNamespaces: ["shop", "billing"] }, "ops");
+  t.same(clusterScoped(objects), [], "no ClusterRole, no ClusterRoleBinding");
+  for (const namespace of ["shop", "billing"]) {
+    const role = objects.find((o) => o.kind === "Role" && o.metadata.namespace === namespace);
+    t.same(
+      role && rulesOf(role),
+      cluster.filter((r) => !r.resources.includes("nodes")),
+      `Role in ${namespace}: the ClusterRole's rules but nodes (cluster-scoped)`,
+    );
+    const binding = objects.find((o) => o.kind === "RoleBinding" && o.metadata.namespace === namespace);
+    t.same(binding?.["roleRef"], { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role?.metadata.name });
+    t.same(binding?.["subjects"], [{ kind: "ServiceAccount", name: "digest-migrations-reconciler", namespace: "ops" }]);
+  }
+  t.same(
+    objects.filter((o) => o.kind === "Role").map(keyOf),
+    [
+      "Role/shop/digest-migrations-reconciler",
+      "Role/billing/digest-migrations-reconciler",
+      "Role/ops/digest-migrations-reconciler-leader-election",
+    ],
+    "Roles in the watched namespaces and the leader Lease's in the release namespace, no other",
+  );
+  const args = podSpec(objects).containers[0]?.args ?? [];
+  t.ok(args.includes("--namespace=shop,billing") && args.includes("--no-watch-nodes"), "nodes are not watched");
+  t.notOk(podSpec(render()).containers[0]?.args.includes("--no-watch-nodes"), "they are with a ClusterRole");
+
+  const authenticated = render({ watchNamespaces: ["shop"], waiterAuth: "required" }, "ops");
+  t.same(
+    clusterScoped(authenticated),
+    [
+      "ClusterRole//digest-migrations-reconciler-token-review",
+      "ClusterRoleBinding//digest-migrations-reconciler-token-review",
+    ],
+    "waiterAuth: TokenReview is cluster-scoped, so one ClusterRole for it",
+  );
+  t.same(rulesOf(find(authenticated, "ClusterRole")), [
+    { apiGroups: ["authentication.k8s.io"], resources: ["tokenreviews"], verbs: ["create"] },
+  ]);
 });
 
 t.test("the argocd-cm ConfigMap holds the snippet's keys", async (t) => {
@@ -224,8 +294,7 @@ t.test("hostNetwork: the node's network namespace, shared ports, no host ports, 
 });
 
 t.test("waiterAuth: the flag and TokenReviews only when waiters are authenticated", async (t) => {
-  const rules = (objects: Manifest[]): { resources: string[] }[] =>
-    find(objects, "ClusterRole")["rules"] as { resources: string[] }[];
+  const rules = (objects: Manifest[]): Rule[] => rulesOf(find(objects, "ClusterRole"));
   const defaults = render();
   t.notOk(
     rules(defaults).some((r) => r.resources.includes("tokenreviews")),

@@ -8,10 +8,11 @@ import path from "node:path";
 import { parseAllDocuments } from "yaml";
 import { tools } from "../plugin/test/tools.ts";
 
-const ROOT = path.resolve(import.meta.dirname, "..");
+export const ROOT = path.resolve(import.meta.dirname, "..");
 export const CHART_DIR = path.join(ROOT, "charts", "digest-migrations");
 export const KUSTOMIZE_DIR = path.join(ROOT, "deploy", "kustomize");
 export const RECONCILER_DEPLOY_DIR = path.join(ROOT, "reconciler", "deploy");
+export const NAMESPACED_DEPLOY_DIR = path.join(ROOT, "deploy", "namespaced");
 
 export interface ChartOptions {
   /** Release name (default "digest-migrations"). */

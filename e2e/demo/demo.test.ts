@@ -6,6 +6,8 @@
 import { spawn } from "node:child_process";
 import path from "node:path";
 import t from "tap";
+import type { KubeObject } from "@digest-migrations/shared";
+import type { ObjectList } from "../kit/client.ts";
 import { world } from "../world/connect.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -63,16 +65,15 @@ t.test("npm start tells the story, exits 0 and cleans up", async (t) => {
     throw new Error(`the demo no longer prints its namespace, release and database:\n${stdout.slice(0, 3000)}`);
   }
   t.equal(await w.kube.find(`/api/v1/namespaces/${namespace}`), undefined, `namespace ${namespace} is gone`);
-  t.equal(
-    await w.kube.find(`/apis/rbac.authorization.k8s.io/v1/clusterroles/${release}-reconciler`),
-    undefined,
-    "the release's ClusterRole is gone",
-  );
-  t.equal(
-    await w.kube.find(`/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/${release}-reconciler`),
-    undefined,
-    "and its ClusterRoleBinding",
-  );
+  // The demo's install watches its namespace only: Roles there (gone with it), nothing cluster-scoped.
+  for (const plural of ["clusterroles", "clusterrolebindings"]) {
+    const list = await w.kube.get<ObjectList<KubeObject>>(`/apis/rbac.authorization.k8s.io/v1/${plural}`);
+    t.same(
+      list.items.map((o) => o.metadata.name).filter((n) => n?.startsWith(`${release}-`)),
+      [],
+      `no ${plural} of the release are left`,
+    );
+  }
   const left = await w.postgres.query("postgres", "SELECT datname FROM pg_database WHERE datname = $1", [database]);
   t.same(left, [], `database ${database} is dropped`);
 });

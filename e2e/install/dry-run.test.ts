@@ -22,7 +22,14 @@ import path from "node:path";
 import t from "tap";
 import type { Test } from "tap";
 import type { KubeObject } from "@digest-migrations/shared";
-import { lintChart, parseManifests, renderChart, renderKustomize, RECONCILER_DEPLOY_DIR } from "../../charts/render.ts";
+import {
+  NAMESPACED_DEPLOY_DIR,
+  RECONCILER_DEPLOY_DIR,
+  lintChart,
+  parseManifests,
+  renderChart,
+  renderKustomize,
+} from "../../charts/render.ts";
 import { ROLLOUT_CRD, SERVICE_MONITOR_CRD } from "../harness/crds.ts";
 import { kubernetesVersion } from "../cluster/cluster.ts";
 import { sharedCluster } from "../harness/env.ts";
@@ -152,6 +159,13 @@ t.test("the Kustomize base (deploy/kustomize)", async (t) => {
 t.test("the reconciler's own manifests (reconciler/deploy)", async (t) => {
   const stream = renderKustomize(RECONCILER_DEPLOY_DIR);
   await dryRun(t, asObjects(stream, "kubectl kustomize reconciler/deploy"), "digest-migrations-system", [
+    PDB("digest-migrations-reconciler"),
+  ]);
+});
+
+t.test("the namespace-scoped overlay (deploy/namespaced)", async (t) => {
+  const stream = renderKustomize(NAMESPACED_DEPLOY_DIR);
+  await dryRun(t, asObjects(stream, "kubectl kustomize deploy/namespaced"), "digest-migrations-system", [
     PDB("digest-migrations-reconciler"),
   ]);
 });

@@ -21,6 +21,7 @@ import { Recorder } from "../kit/reflector.ts";
 import { delay, waitFor } from "../kit/wait.ts";
 import type { AppImageSpec } from "../world/app-images.ts";
 import { nodeEnv } from "../world/env.ts";
+import { deleteNamespace } from "../world/namespace.ts";
 import type { NodeEnv, NodeEnvOptions } from "../world/env.ts";
 import { ReconcilerRelease } from "../world/reconciler-release.ts";
 import type { ReleaseOptions } from "../world/reconciler-release.ts";
@@ -43,6 +44,11 @@ export interface ReconcilerEnvOptions extends NodeEnvOptions {
   release?: ReleaseOptions;
   /** Runs in the test's namespace before the reconciler is installed. */
   prepare?: (env: NodeEnv) => Promise<void>;
+  /**
+   * Installs the reconciler into a namespace of its own, `<namespace>-dm`, watching the test's namespace
+   * (default: into the test's namespace itself).
+   */
+  ownReleaseNamespace?: boolean;
 }
 
 export interface ReconcilerEnv extends NodeEnv {
@@ -71,9 +77,16 @@ export interface ReconcilerEnv extends NodeEnv {
 export async function reconcilerEnv(t: Test, opts: ReconcilerEnvOptions = {}): Promise<ReconcilerEnv> {
   const env = await nodeEnv(t, opts);
   await opts.prepare?.(env);
-  const release = await ReconcilerRelease.install(env.world, env.kube, env.namespace, {
+  let releaseNamespace = env.namespace;
+  if (opts.ownReleaseNamespace) {
+    releaseNamespace = `${env.namespace}-dm`;
+    await env.cluster.ensureNamespace(releaseNamespace);
+    t.teardown(() => deleteNamespace(env.kube, releaseNamespace));
+  }
+  const release = await ReconcilerRelease.install(env.world, env.kube, releaseNamespace, {
     replicas: 1,
     ...opts.release,
+    values: { watchNamespaces: [env.namespace], ...opts.release?.values },
   });
   // Teardowns run last-registered first: this one before the namespace (and the reconciler's log) is gone.
   t.teardown(async () => {

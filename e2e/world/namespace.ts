@@ -49,6 +49,18 @@ const log = (msg: string): void => {
   if (verbose) console.error(`[e2e ${new Date().toISOString()}] ${msg}`);
 };
 
+/**
+ * Deletes `namespace` and waits until the kubelet has stopped its pods (graceful termination), so nothing
+ * of it runs on into what comes next.
+ */
+export async function deleteNamespace(kube: KubeClient, namespace: string): Promise<void> {
+  await kube.delete(`/api/v1/namespaces/${namespace}`);
+  await waitFor(
+    async () => (await kube.get<ObjectList<unknown>>(`/api/v1/namespaces/${namespace}/pods`)).items.length === 0,
+    { what: `pods of namespace ${namespace} to be deleted`, timeoutMs: 90_000 },
+  );
+}
+
 /** A NodeEnv its owner closes: the namespace deleted (its pods stopped by the kubelet), the rest removed. */
 export interface OwnedNodeEnv extends NodeEnv {
   close(): Promise<void>;
@@ -74,13 +86,7 @@ export async function openNodeEnv(
 
   const close = async (): Promise<void> => {
     try {
-      await w.kube.delete(`/api/v1/namespaces/${namespace}`);
-      // The kubelet stops the namespace's pods (graceful termination); wait, so nothing of this
-      // namespace runs on into what comes next.
-      await waitFor(
-        async () => (await w.kube.get<ObjectList<unknown>>(`/api/v1/namespaces/${namespace}/pods`)).items.length === 0,
-        { what: `pods of namespace ${namespace} to be deleted`, timeoutMs: 90_000 },
-      );
+      await deleteNamespace(w.kube, namespace);
     } finally {
       starts.stop();
       images.close();

@@ -33,3 +33,56 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion (toString .Values.image.tag)) -}}
 {{- end -}}
 {{- end -}}
+
+{{- /*
+The rules in a namespace: Migrators, the pods, Jobs and owners of their gated pods, Events.
+*/ -}}
+{{- define "digest-migrations.namespacedRules" -}}
+# Migrators: watched; status written through the status subresource.
+- apiGroups: ["migrations.coderanger.net"]
+  resources: ["migrators"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["migrations.coderanger.net"]
+  resources: ["migrators/status"]
+  verbs: ["update", "patch"]
+- apiGroups: ["migrations.coderanger.net"]
+  resources: ["migrators/finalizers"]
+  verbs: ["update"]
+# Pods: watched (gated pods, probe pods, Job pods); gated pods get their image pinned (patch);
+# probe pods are created and removed.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+# Migration Jobs: one per (Migrator, digest), removed when stale.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# Owners of gated pods, read from caches for the pod template and revision order.
+- apiGroups: ["apps"]
+  resources: ["replicasets", "deployments", "statefulsets", "daemonsets"]
+  verbs: ["list", "watch"]
+- apiGroups: ["batch"]
+  resources: ["cronjobs"]
+  verbs: ["list", "watch"]
+- apiGroups: ["argoproj.io"]
+  resources: ["rollouts"]
+  verbs: ["list", "watch"]
+# Events on Migrators (migration started/succeeded/failed, probe failures).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
+
+{{- define "digest-migrations.tokenReviewRule" -}}
+# Waiter authentication: a waiter's token is checked by the API server (TokenReview); nothing is read.
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["tokenreviews"]
+  verbs: ["create"]
+{{- end -}}
+
+{{- define "digest-migrations.subject" -}}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "digest-migrations.reconciler" . }}
+    namespace: {{ .Release.Namespace }}
+{{- end -}}
