@@ -133,10 +133,23 @@ export async function imageSidecarConfig(image: string): Promise<{ env: Record<s
   return { env, pluginYaml: cat.stdout };
 }
 
+/** Work directories made here, removed when the process exits (a sidecar lives as long as its test file). */
+const ownWorkDirs: string[] = [];
+function ownWorkDir(): string {
+  if (ownWorkDirs.length === 0) {
+    process.once("exit", () => {
+      for (const dir of ownWorkDirs) fs.rmSync(dir, { recursive: true, force: true });
+    });
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dm-cmp-"));
+  ownWorkDirs.push(dir);
+  return dir;
+}
+
 /** The named sidecar, as the plugin image makes it (configuration and environment from the image). */
 export async function imageSidecar(image: string, options: Omit<SidecarOptions, "executor"> = {}): Promise<CmpServer> {
   const { env, pluginYaml } = await imageSidecarConfig(image);
-  const workDir = options.workDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "dm-cmp-"));
+  const workDir = options.workDir ?? ownWorkDir();
   fs.chmodSync(workDir, 0o755);
   return new CmpServer({
     config: validatePluginConfig(parse(pluginYaml) as unknown, `${image}:${IMAGE_PLUGIN_CONFIG}`),
