@@ -103,6 +103,8 @@ export interface Cluster {
   request<T = unknown>(method: string, apiPath: string, body?: unknown, contentType?: string): Promise<ApiResponse<T>>;
   /** PEM file of the cluster CA (serving cert and client certs) */
   caFile: string;
+  /** PEM file of the private key the API server signs service-account tokens with */
+  serviceAccountKeyFile: string;
   /** admin client certificate and key (PEM files) */
   adminCertFile: string;
   adminKeyFile: string;
@@ -312,6 +314,9 @@ class ClusterImpl implements Cluster {
   }
   get caFile(): string {
     return this.pki.ca.cert;
+  }
+  get serviceAccountKeyFile(): string {
+    return this.pki.saKey;
   }
   get adminCertFile(): string {
     return this.pki.admin.cert;

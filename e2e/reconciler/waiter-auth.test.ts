@@ -2,9 +2,12 @@
 // the kubelet projects each gated pod's service-account token for the audience digest-migrations, the
 // waiter sends it, the reconciler reviews it (TokenReview) and releases the pod; and the waiter API
 // refuses every other asker with a clear status — no token, another pod's token, a token for another
-// audience, a token whose pod is gone — and no answer carries a token. An expired token cannot be made
-// on demand (the API server's shortest lifetime is 10 minutes); a token whose pod was deleted is refused
-// by the same review, which checks that the bound object still exists.
+// audience, a token whose pod is gone, an expired token — and no answer carries a token. The API server
+// issues tokens for at least 10 minutes, so the expired one is a real token of the pod with its times
+// moved 11 minutes back, signed again with the API server's service-account key (the same token signed
+// again with its times unchanged is accepted: only the expiry differs).
+import crypto from "node:crypto";
+import fs from "node:fs";
 import t from "tap";
 import { WAITER_TOKEN_AUDIENCE, waitUrl, waiterInitContainer, waiterTokenVolume } from "@digest-migrations/shared";
 import type { Pod, PodSpec, WaitQuery } from "@digest-migrations/shared";
@@ -137,13 +140,30 @@ t.test("the waiter API answers a pod only with its own projected token", async (
   });
   refusals.push(["the token of a deleted pod", gone, goneToken, 401, /did not accept the token .*invalidated/]);
 
+  /** `token` signed again with the API server's key, its claims changed by `change`. */
+  const signedAgain = (token: string, change: (claims: Record<string, number>) => void): string => {
+    const [header, payload] = token.split(".");
+    const claims = JSON.parse(Buffer.from(payload ?? "", "base64url").toString()) as Record<string, number>;
+    change(claims);
+    const body = `${header}.${Buffer.from(JSON.stringify(claims)).toString("base64url")}`;
+    const key = fs.readFileSync(env.world.serviceAccountKeyFile);
+    return `${body}.${crypto.sign("sha256", Buffer.from(body), key).toString("base64url")}`;
+  };
+  const resigned = signedAgain(await tokenFor(a), () => undefined);
+  t.equal((await ask(a, resigned)).status, 200, "a token signed again with its times unchanged: answered");
+  const now = Math.floor(Date.now() / 1000);
+  const expired = signedAgain(await tokenFor(a), (claims) =>
+    Object.assign(claims, { iat: now - 660, nbf: now - 660, exp: now - 60 }),
+  );
+  refusals.push(["an expired token", a, expired, 401, /did not accept the token \(TokenReview\): .*expired/]);
+
   for (const [what, asked, token, status, message] of refusals) {
     const got = await ask(asked, token);
     t.equal(got.status, status, `${what}: ${status}`);
     const error = (JSON.parse(got.text) as { error?: string }).error;
     t.match(error, message, `${what}: the reason says why (${error})`);
     t.notOk(
-      [own, goneToken].some((secret) => got.text.includes(secret)),
+      [own, goneToken, expired].some((secret) => got.text.includes(secret)),
       `${what}: no token in the answer`,
     );
   }

@@ -30,6 +30,8 @@ export interface WorldInfo {
   server: string;
   adminKubeconfig: string;
   caFile: string;
+  /** the key the API server signs service-account tokens with (a test makes an expired token with it) */
+  serviceAccountKeyFile: string;
   node: {
     name: string;
     /** host:port of the node's registry */
@@ -201,6 +203,7 @@ export async function startWorld(log: (line: string) => void = () => {}): Promis
       server: started.cluster.server,
       adminKubeconfig: started.cluster.adminKubeconfig,
       caFile: started.cluster.caFile,
+      serviceAccountKeyFile: started.cluster.serviceAccountKeyFile,
       node: {
         name: started.node.name,
         registry: started.node.registry.host,
