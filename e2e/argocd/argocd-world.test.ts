@@ -16,6 +16,7 @@ import { namedSidecar, pluginExecutor, repoServer, sidecarEnvironment } from "./
 import { waitFor } from "../kit/wait.ts";
 import { TRACKING_ID } from "./tracking.ts";
 import { V2_6, V3_5 } from "./versions.ts";
+import { WEB_MIGRATOR_YAML, webDeploymentYaml } from "../harness/fixtures/web-yaml.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const FIXTURES = path.join(ROOT, "plugin/test/fixtures");
@@ -65,33 +66,8 @@ type Workload = KubeObject & {
 const workload = (manifests: KubeObject[], kind = "Deployment"): Workload | undefined =>
   manifests.find((m) => m.kind === kind) as Workload | undefined;
 
-const DEPLOYMENT = `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  selector:
-    matchLabels:
-      app: web
-  template:
-    metadata:
-      labels:
-        app: web
-    spec:
-      containers:
-        - name: app
-          image: registry.example/web:latest
-`;
-const MIGRATOR = `apiVersion: migrations.coderanger.net/v1beta1
-kind: Migrator
-metadata:
-  name: web
-spec:
-  selector:
-    matchLabels:
-      app: web
-  command: [migrate]
-`;
+const DEPLOYMENT = webDeploymentYaml("registry.example/web:latest");
+const MIGRATOR = WEB_MIGRATOR_YAML;
 
 t.test("multi-source: each source is rendered on its own", async (t) => {
   // spec.sources: [{path: migrations}, {path: app}], both through the plugin. The repo-server gets one

@@ -7,18 +7,10 @@
 //                          "<app>:<group>/<kind>:<namespace, else the app's>/<name>"
 //   annotation+label       both, the label value cut to 63 characters
 // Without a method set, v2.x uses label and v3.x annotation. CustomResourceDefinitions are not tracked.
+import type { KubeObject } from "./manifest-stream.ts";
 
 /** What tracking touches of an object. */
-export interface Trackable {
-  apiVersion?: string;
-  kind: string;
-  metadata?: {
-    name?: string;
-    namespace?: string;
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-  };
-}
+export type Trackable = Pick<KubeObject, "apiVersion" | "kind" | "metadata">;
 
 export type TrackingMethod = "label" | "annotation" | "annotation+label";
 

@@ -28,6 +28,7 @@ import { GenerateError, generate } from "../pipeline/sync.ts";
 import { startShop } from "../pipeline/start-shop.ts";
 import { nodeOnlyImage, nodeOnlyPod } from "../world/node-only-image.ts";
 import { table } from "./report.ts";
+import { WEB_MIGRATOR_YAML, webDeploymentYaml } from "../harness/fixtures/web-yaml.ts";
 
 interface Tally {
   cases: number;
@@ -45,33 +46,8 @@ function count(family: string, clear: boolean, crashed: boolean, partial: boolea
   figures.set(family, tally);
 }
 
-const DEPLOYMENT = `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  selector:
-    matchLabels:
-      app: web
-  template:
-    metadata:
-      labels:
-        app: web
-    spec:
-      containers:
-        - name: app
-          image: registry.example/app:latest
-`;
-const MIGRATOR = `apiVersion: migrations.coderanger.net/v1beta1
-kind: Migrator
-metadata:
-  name: web
-spec:
-  selector:
-    matchLabels:
-      app: web
-  command: [migrate]
-`;
+const DEPLOYMENT = webDeploymentYaml("registry.example/app:latest");
+const MIGRATOR = WEB_MIGRATOR_YAML;
 
 const pluginCases: {
   name: string;
