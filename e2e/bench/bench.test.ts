@@ -26,7 +26,7 @@ t.test("quick render and waiter benchmarks produce their tables", async (t) => {
   t.match(rss.rows[0], ["100", /MB$/, /^\d+ MB$/, /^\d+ MB$/, /^\d+ MB$/, /^\d+ MB$/, /^\d+ MB$/, /^\d+ MB$/]);
 
   const waiter = report.tables[2]!;
-  t.equal(waiter.rows.length, 5);
+  t.equal(waiter.rows.length, 6);
   for (const row of waiter.rows) t.match(row[1], /\d/, `waiter: ${row[0]} measured`);
 
   t.match(report.text, /### Render time/);
