@@ -15,6 +15,8 @@ t.test("quick render and waiter benchmarks produce their tables", async (t) => {
     [
       ["100", "plain"],
       ["100", "Kustomize"],
+      ["100", "plain, compile cache"],
+      ["100", "Kustomize, compile cache"],
     ],
   );
   for (const column of ["plugin generate", "kubectl kustomize", "floor: js-yaml", "node -e 0"]) {
