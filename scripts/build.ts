@@ -3,15 +3,17 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { bundle, root } from "./bundle.ts";
+import type { BundleOptions } from "./bundle.ts";
 
-/** entry source → bundle, relative to the repository root */
-export const entryPoints: Record<string, string> = {
-  "plugin/src/cli.ts": "plugin/dist/digest-migrations-plugin.mjs",
-  "reconciler/src/main.ts": "reconciler/dist/reconciler.mjs",
-  "reconciler/src/waiter.ts": "reconciler/dist/waiter.mjs",
+/** entry source → bundle, relative to the repository root, and how it is bundled */
+export const entryPoints: Record<string, { out: string; options?: BundleOptions }> = {
+  "plugin/src/cli.ts": { out: "plugin/dist/digest-migrations-plugin.mjs" },
+  "reconciler/src/main.ts": { out: "reconciler/dist/reconciler.mjs" },
+  // No CommonJS inside (its flags are read with util.parseArgs, not commander).
+  "reconciler/src/waiter.ts": { out: "reconciler/dist/waiter.mjs", options: { require: false } },
 };
 
-for (const [source, out] of Object.entries(entryPoints)) {
+for (const [source, { out, options }] of Object.entries(entryPoints)) {
   if (!existsSync(path.join(root, source))) continue;
-  await bundle(path.join(root, source), path.join(root, out));
+  await bundle(path.join(root, source), path.join(root, out), options);
 }

@@ -15,6 +15,8 @@ t.test("quick render and waiter benchmarks produce their tables", async (t) => {
     [
       ["100", "plain"],
       ["100", "Kustomize"],
+      ["100", "plain, compile cache"],
+      ["100", "Kustomize, compile cache"],
     ],
   );
   for (const column of ["plugin generate", "kubectl kustomize", "floor: js-yaml", "node -e 0"]) {
@@ -26,7 +28,7 @@ t.test("quick render and waiter benchmarks produce their tables", async (t) => {
   t.match(rss.rows[0], ["100", /MB$/, /^\d+ MB$/, /^\d+ MB$/, /^\d+ MB$/, /^\d+ MB$/, /^\d+ MB$/, /^\d+ MB$/]);
 
   const waiter = report.tables[2]!;
-  t.equal(waiter.rows.length, 5);
+  t.equal(waiter.rows.length, 6);
   for (const row of waiter.rows) t.match(row[1], /\d/, `waiter: ${row[0]} measured`);
 
   t.match(report.text, /### Render time/);

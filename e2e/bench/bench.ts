@@ -87,7 +87,11 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       growth.rows.push(...renderGrowth(render.sizes));
     }
     if (options.sections.includes("waiter")) {
-      const waiter = await waiterBench({ runs: options.runs ?? (options.quick ? 3 : 10), log: options.log });
+      const waiter = await waiterBench({
+        runs: options.runs ?? (options.quick ? 3 : 10),
+        workDir,
+        log: options.log,
+      });
       tables.push(...waiter.tables);
       growth.rows.push(...waiterGrowth());
     }

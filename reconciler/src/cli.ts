@@ -1,31 +1,10 @@
 // What the reconciler's two processes (main.ts, waiter.ts) share about their command line and their
-// HTTP servers: commander set up so that a bad flag is a UsageError (the process prints one line and
-// exits 2, never commander's own text on stderr), and a server's listen/close as promises. Kept small:
-// the waiter's bundle includes it.
-import { CommanderError } from "commander";
-import type { Command } from "commander";
+// HTTP servers: a bad flag is a UsageError (the process prints one line and exits 2), and a server's
+// listen/close as promises. Kept small and free of imports: the waiter's bundle includes it.
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 
 export class UsageError extends Error {}
-
-/** Parses `argv` (without node and script) with `program`: "exit" after --help or --version; a UsageError on bad input. */
-export function parseCommand(program: Command, argv: string[]): "exit" | undefined {
-  program
-    .exitOverride()
-    .configureOutput({ writeErr: () => undefined, writeOut: (s) => process.stdout.write(s) })
-    .allowExcessArguments(false);
-  try {
-    program.parse(argv, { from: "user" });
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      if (error.exitCode === 0) return "exit";
-      throw new UsageError(error.message.replace(/^error: /, ""));
-    }
-    throw error;
-  }
-  return undefined;
-}
 
 /** Exit code of a bad command line. */
 export const EXIT_USAGE = 2;

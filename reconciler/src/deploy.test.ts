@@ -200,7 +200,10 @@ t.test("the kustomization includes every manifest and sets the namespace", (t) =
 
 t.test("the image provides both entrypoints, as a non-root user", (t) => {
   const dockerfile = readFileSync(fileURLToPath(new URL("../../Dockerfile.reconciler", import.meta.url)), "utf8");
-  t.match(dockerfile, new RegExp(`exec node /app/waiter\\.mjs "\\$@"\\\\n' > /usr/local/bin/${WAITER_COMMAND}\\b`));
+  t.match(
+    dockerfile,
+    new RegExp(`exec node (--\\S+ )*/app/waiter\\.mjs "\\$@"\\\\n' > /usr/local/bin/${WAITER_COMMAND}\\b`),
+  );
   t.match(dockerfile, /exec node \/app\/reconciler\.mjs "\$@"\\n' > \/usr\/local\/bin\/digest-migrations-reconciler\b/);
   const stages = dockerfile.split(/^FROM /m);
   t.match(stages.at(-1), /^USER 65532:65532$/m, "the runtime stage runs as 65532");

@@ -13,7 +13,7 @@ import type { AddressInfo } from "node:net";
 import { createLogger } from "./log.ts";
 import { FakeOracle, freePort, waitFor } from "./testing.ts";
 import { createWaiterApi } from "./waiter-api.ts";
-import { parseWaiterArgs, pauseAfterAnswerMs, retryAfter, retryDelayMs, UsageError } from "./waiter.ts";
+import { isoTime, parseWaiterArgs, pauseAfterAnswerMs, retryAfter, retryDelayMs, UsageError } from "./waiter.ts";
 
 const WAITER = fileURLToPath(new URL("./waiter.ts", import.meta.url));
 const DIGEST = `sha256:${"b".repeat(64)}`;
@@ -280,6 +280,25 @@ t.test("flags override the downward-API environment", (t) => {
     t.match((error as Error).message, /too many arguments/);
   }
   t.end();
+});
+
+t.test("log times are toISOString's", (t) => {
+  for (const ms of [0, 1, 999, 951782400000, 1_767_225_599_999, Date.now()]) {
+    t.equal(isoTime(new Date(ms)), new Date(ms).toISOString(), `at ${ms}`);
+  }
+  t.end();
+});
+
+t.test("--help prints the flags", async (t) => {
+  const run = runWaiter(["--help"]);
+  let out = "";
+  run.child.stdout?.removeAllListeners("data");
+  run.child.stdout?.on("data", (chunk: Buffer) => (out += chunk.toString()));
+  const { code } = await run.exit;
+  t.equal(code, 0);
+  t.match(out, /^Usage: digest-migrations-waiter \[options\]/);
+  t.match(out, /--api <url> +base URL of the reconciler's waiter API \(required\)/);
+  t.match(out, /--poll-timeout <seconds> +long-poll length asked of the server \(default: 30\)/);
 });
 
 t.test("the pacing, as pure functions", async (t) => {

@@ -7,17 +7,19 @@
 // with capped, jittered exponential backoff (honouring Retry-After). It exits non-zero only on
 // bad flags (2) or when terminated (143), and logs one JSON line per state change, not per poll.
 //
-// Kept small (bundled to reconciler/dist/waiter.mjs, ~120 kB): commander and the names it shares
-// with the server. The init container runs under a 64Mi memory limit, so it speaks HTTP with
-// node:http obtained through process.getBuiltinModule: measured on Node 24, an ESM `import` of
-// node:http costs ~14 MB more resident memory than that, and undici (WebAssembly HTTP parser) ~30 MB
-// more. node:https is loaded only for an https:// API URL.
-import { Command } from "commander";
+// Kept small (bundled to reconciler/dist/waiter.mjs, ~14 kB, no dependency but the names it shares
+// with the server): the init container runs under a 64Mi memory limit, and its peak RSS is measured
+// against a bare `node -e 0` (e2e/bench). Its flags are read with util.parseArgs (flags.ts; commander
+// and the node:child_process it loads cost ~6 MB), it speaks HTTP with node:http obtained through
+// process.getBuiltinModule (an ESM `import` of a built-in costs more resident memory, undici with its
+// WebAssembly HTTP parser ~30 MB more), and node:https is loaded only for an https:// API URL.
 import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from "node:http";
 import { WAITER_COMMAND, parseAnswer, waitQueryErrors, waitUrl } from "@digest-migrations/shared";
 import type { WaitAnswer, WaitQuery } from "@digest-migrations/shared";
 import { pause } from "./pause.ts";
-import { UsageError, parseCommand, settingsOrExit } from "./cli.ts";
+import { UsageError, settingsOrExit } from "./cli.ts";
+import { parseFlags } from "./flags.ts";
+import type { Flags } from "./flags.ts";
 
 export { EXIT_USAGE, UsageError } from "./cli.ts";
 
@@ -37,24 +39,26 @@ export interface WaiterSettings {
   tokenFile?: string;
 }
 
+const DESCRIPTION = "Waits until the reconciler has migrated this pod's image digest, then exits 0.";
+const FLAGS = {
+  api: { value: "<url>", help: "base URL of the reconciler's waiter API", required: true },
+  migrator: { value: "<name>", help: "the Migrator gating this pod", required: true },
+  container: { value: "<name>", help: "the gated application container", required: true },
+  pod: { value: "<name>", help: "pod name (default: $POD_NAME)" },
+  namespace: { value: "<name>", help: "pod namespace (default: $POD_NAMESPACE)" },
+  "pod-uid": { value: "<uid>", help: "pod metadata.uid (default: $POD_UID)" },
+  "poll-timeout": { value: "<seconds>", help: "long-poll length asked of the server", default: "30" },
+  "max-backoff": { value: "<seconds>", help: "longest wait between failed attempts", default: "30" },
+  "token-file": {
+    value: "<path>",
+    help: "send this file's token (the pod's projected service-account token) with every request",
+  },
+} satisfies Flags;
+
 /** Parses argv (without node and script) and env into settings; throws UsageError on bad input. */
 export function parseWaiterArgs(argv: string[], env: NodeJS.ProcessEnv): WaiterSettings | "exit" {
-  const program = new Command(WAITER_COMMAND)
-    .description("Waits until the reconciler has migrated this pod's image digest, then exits 0.")
-    .requiredOption("--api <url>", "base URL of the reconciler's waiter API")
-    .requiredOption("--migrator <name>", "the Migrator gating this pod")
-    .requiredOption("--container <name>", "the gated application container")
-    .option("--pod <name>", "pod name (default: $POD_NAME)")
-    .option("--namespace <name>", "pod namespace (default: $POD_NAMESPACE)")
-    .option("--pod-uid <uid>", "pod metadata.uid (default: $POD_UID)")
-    .option("--poll-timeout <seconds>", "long-poll length asked of the server", "30")
-    .option("--max-backoff <seconds>", "longest wait between failed attempts", "30")
-    .option(
-      "--token-file <path>",
-      "send this file's token (the pod's projected service-account token) with every request",
-    );
-  if (parseCommand(program, argv) === "exit") return "exit"; // --help, --version
-  const o = program.opts<Record<string, string | undefined>>();
+  const o = parseFlags(WAITER_COMMAND, DESCRIPTION, FLAGS, argv);
+  if (o === "exit") return "exit"; // --help
   let api: URL;
   try {
     api = new URL(o["api"] ?? "");
@@ -69,7 +73,7 @@ export function parseWaiterArgs(argv: string[], env: NodeJS.ProcessEnv): WaiterS
   const given = {
     namespace: pick(o["namespace"], env["POD_NAMESPACE"]),
     pod: pick(o["pod"], env["POD_NAME"]),
-    podUID: pick(o["podUid"], env["POD_UID"]),
+    podUID: pick(o["pod-uid"], env["POD_UID"]),
     migrator: pick(o["migrator"], undefined),
     container: pick(o["container"], undefined),
   };
@@ -87,17 +91,28 @@ export function parseWaiterArgs(argv: string[], env: NodeJS.ProcessEnv): WaiterS
     container: given.container ?? "",
   };
   if (given.podUID) query.podUID = given.podUID;
-  const pollTimeoutSeconds = Number(o["pollTimeout"]);
-  const maxBackoffSeconds = Number(o["maxBackoff"]);
+  const pollTimeoutSeconds = Number(o["poll-timeout"]);
+  const maxBackoffSeconds = Number(o["max-backoff"]);
   if (!Number.isInteger(pollTimeoutSeconds) || pollTimeoutSeconds < 0 || pollTimeoutSeconds > 3600)
-    problems.push(`--poll-timeout: expected whole seconds between 0 and 3600, got "${o["pollTimeout"]}"`);
+    problems.push(`--poll-timeout: expected whole seconds between 0 and 3600, got "${o["poll-timeout"]}"`);
   if (!(maxBackoffSeconds > 0 && maxBackoffSeconds <= 3600))
-    problems.push(`--max-backoff: expected seconds between 0 and 3600, got "${o["maxBackoff"]}"`);
-  if (o["tokenFile"] === "") problems.push("--token-file: empty path");
+    problems.push(`--max-backoff: expected seconds between 0 and 3600, got "${o["max-backoff"]}"`);
+  if (o["token-file"] === "") problems.push("--token-file: empty path");
   if (problems.length > 0) throw new UsageError(problems.join("; "));
   const settings: WaiterSettings = { api, query, pollTimeoutSeconds, maxBackoffSeconds };
-  if (o["tokenFile"] !== undefined) settings.tokenFile = o["tokenFile"];
+  if (o["token-file"] !== undefined) settings.tokenFile = o["token-file"];
   return settings;
+}
+
+/**
+ * `date.toISOString()`, spelled out from its UTC fields: on Node 24 the first toISOString() alone
+ * costs the waiter ~1 MB of resident memory (V8 code it touches nowhere else), these getters ~0.2 MB.
+ */
+export function isoTime(date: Date): string {
+  const pad = (n: number, width = 2): string => String(n).padStart(width, "0");
+  const day = `${date.getUTCFullYear()}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}`;
+  const time = `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}`;
+  return `${day}T${time}.${pad(date.getUTCMilliseconds(), 3)}Z`;
 }
 
 /** Where the waiter writes its JSON lines; injectable for tests. */
@@ -138,7 +153,7 @@ export async function runWaiter(settings: WaiterSettings, signal: AbortSignal, w
     container: query.container,
   };
   const emit = (level: "info" | "warn", msg: string, extra: Record<string, unknown> = {}): void =>
-    write(JSON.stringify({ level, time: new Date().toISOString(), msg, ...fields, ...extra }));
+    write(JSON.stringify({ level, time: isoTime(new Date()), msg, ...fields, ...extra }));
 
   let lastState = "";
   let failures = 0;
