@@ -35,3 +35,61 @@ t.test("quick render and waiter benchmarks produce their tables", async (t) => {
   t.match(report.text, /\| 100 +\| plain +\|/);
   t.match(report.text, /### Waiter footprint/);
 });
+
+t.test("the real-node latency tables from a made-up record (no world)", async (t) => {
+  const { latencyTables, seen } = await import("./latency.ts");
+  const { probeCostTable } = await import("./probe-cost.ts");
+  const s = new Map<string, number>();
+  const probes = new Map<string, number>();
+  const rounds = [1, 2].map((i) => {
+    const base = i * 100_000;
+    const [uid, probe, digest, job, podUid] = [`pod${i}`, `probe${i}`, `sha256:${i}`, `presync-${i}`, `plain${i}`];
+    probes.set(probe, base + 200);
+    const marks: [string, number][] = [
+      [seen.pod(uid, "created"), 0],
+      [seen.pod(uid, "scheduled"), 5],
+      [seen.pod(probe, "created"), 200],
+      [seen.event(probe, "probe", "Pulling"), 600],
+      [seen.event(probe, "probe", "Pulled"), 650],
+      [seen.pod(probe, "imageID"), 1100],
+      [seen.pod(uid, "pinned"), 1150],
+      [seen.job(digest, "created"), 1250],
+      [seen.job(digest, "succeeded"), 3000],
+      [seen.recorded(digest), 3030],
+      [seen.pod(uid, "released"), 3600],
+      [seen.event(uid, "app", "Pulling"), 3700],
+      [seen.event(uid, "app", "Pulled"), 3750],
+      [seen.pod(uid, "running"), 4500],
+      [seen.poller(digest), 5000],
+      [seen.job(job, "created"), 50_020],
+      [seen.job(job, "succeeded"), 52_000],
+      [seen.pod(podUid, "created"), 52_040],
+      [seen.pod(podUid, "running"), 53_000],
+    ];
+    for (const [key, at] of marks) s.set(key, base + at);
+    return {
+      gated: { uid, digest, start: base, end: base + 5000 },
+      presync: { job, podUid, digest, start: base + 50_000 },
+    };
+  });
+  const [gated, presync] = latencyTables(rounds, s, probes);
+  t.match(gated?.title, /^Latency on the real node, mutable tag \(2 migrations\)/);
+  const row = (label: RegExp) => gated?.rows.find((r) => label.test(r[0] ?? ""));
+  t.same(row(/^pod created → probe created/)?.slice(1, 4), ["2", "200 ms", "200 ms"]);
+  t.same(row(/^probe created → probe Pulling/)?.slice(1, 3), ["2", "400 ms"]);
+  t.same(row(/less the Job and the probe's pull/)?.slice(1, 7), [
+    "2",
+    "1800 ms",
+    "1800 ms",
+    "1800 ms",
+    "≤ 2000 ms",
+    "yes",
+  ]);
+  t.same(row(/^status recorded → 5 s polling/)?.slice(1, 3), ["2", "1970 ms"]);
+  t.match(presync?.title, /^PreSync-hook-style flow/);
+  t.same(presync?.rows.at(-1)?.slice(0, 3), ["start → app container running (whole flow)", "2", "3000 ms"]);
+
+  const cost = probeCostTable({ "as built": [], hostNetwork: [] }, s);
+  t.same(cost.columns, ["step", "as built: p50 / p95", "hostNetwork: p50 / p95"]);
+  t.equal(cost.rows[0]?.[1], "– / –", "no rounds: no figure");
+});

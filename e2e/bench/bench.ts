@@ -1,10 +1,14 @@
 // `npm run bench`: builds what it needs, runs the benchmarks and prints their tables (Markdown) on
 // stdout; progress goes to stderr.
 //
-//   node e2e/bench/bench.ts [--quick] [--only render,waiter,latency,scale] [--runs N] [--sizes 200,2000]
-//                           [--heavy-runs N] [--scale 40x1000,200x5000] [--out file.md]
+//   node e2e/bench/bench.ts [--quick] [--only render,waiter,latency,probe-cost,latency-emulator,scale] [--runs N]
+//                           [--sizes 200,2000] [--heavy-runs N] [--scale 40x1000,200x5000] [--migrations N]
+//                           [--out file.md]
 //
 // --quick: smaller trees and fewer runs, a smoke test of the whole pipeline (figures not meaningful).
+// latency runs on the real node: in the world DM_WORLD names (or a kept one), else in one it starts and
+//   stops itself (e2e/world/connect.ts); --migrations sets its count (default 30; --quick 3), and the
+//   rounds of probe-cost (a probe pod on the pod network vs on the host's network, on the real node too).
 // --heavy-runs: runs of kubectl kustomize and the plugin on a Kustomize tree above 2,000 objects (default --runs;
 //   at 10,000 objects each takes minutes).
 // --scale: the scale benchmark's sizes, Migrators × pods (default 40x1000,200x5000; --quick 10x200).
@@ -14,7 +18,9 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { startBenchCluster } from "./control-plane.ts";
 import type { BenchCluster } from "./control-plane.ts";
-import { latencyBench } from "./latency.ts";
+import { nodeLatencyBench } from "./latency.ts";
+import { emulatorLatencyBench } from "./latency-emulator.ts";
+import { probeCostBench } from "./probe-cost.ts";
 import { rssMethod } from "./measure.ts";
 import { scaleBench } from "./scale.ts";
 import type { ScaleSize } from "./scale.ts";
@@ -23,7 +29,7 @@ import { formatTable } from "./table.ts";
 import type { Table } from "./table.ts";
 import { WAITER_BUNDLE, waiterBench, waiterGrowth } from "./waiter.ts";
 
-export const SECTIONS = ["render", "waiter", "latency", "scale"] as const;
+export const SECTIONS = ["render", "waiter", "latency", "probe-cost", "latency-emulator", "scale"] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface BenchOptions {
@@ -35,6 +41,8 @@ export interface BenchOptions {
   heavyRuns?: number;
   /** Scale sizes (Migrators × pods). */
   scaleSizes?: ScaleSize[];
+  /** Migrations of the real-node latency benchmark. */
+  migrations?: number;
   log: (line: string) => void;
 }
 
@@ -95,11 +103,23 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       tables.push(...waiter.tables);
       growth.rows.push(...waiterGrowth());
     }
-    if (options.sections.includes("latency") || options.sections.includes("scale")) {
+    if (options.sections.includes("latency")) {
+      const latency = await nodeLatencyBench({
+        migrations: options.migrations ?? (options.quick ? 3 : 30),
+        log: options.log,
+      });
+      tables.push(...latency.tables);
+    }
+    if (options.sections.includes("probe-cost")) {
+      tables.push(
+        ...(await probeCostBench({ rounds: options.migrations ?? (options.quick ? 3 : 30), log: options.log })),
+      );
+    }
+    if (options.sections.includes("latency-emulator") || options.sections.includes("scale")) {
       const bench: BenchCluster = await startBenchCluster(workDir, options.log);
       try {
-        if (options.sections.includes("latency")) {
-          const latency = await latencyBench(bench, { migrations: options.quick ? 5 : 50, log: options.log });
+        if (options.sections.includes("latency-emulator")) {
+          const latency = await emulatorLatencyBench(bench, { migrations: options.quick ? 5 : 50, log: options.log });
           tables.push(...latency.tables);
         }
         if (options.sections.includes("scale")) {
@@ -173,6 +193,7 @@ async function main(): Promise<void> {
       sizes: { type: "string" },
       "heavy-runs": { type: "string" },
       scale: { type: "string" },
+      migrations: { type: "string" },
       out: { type: "string" },
     },
     strict: true,
@@ -187,6 +208,7 @@ async function main(): Promise<void> {
   if (values.sizes !== undefined) options.sizes = positiveInts("--sizes", values.sizes);
   if (values["heavy-runs"] !== undefined) options.heavyRuns = positiveInts("--heavy-runs", values["heavy-runs"])[0];
   if (values.scale !== undefined) options.scaleSizes = parseScaleSizes(values.scale);
+  if (values.migrations !== undefined) options.migrations = positiveInts("--migrations", values.migrations)[0];
   const report = await runBench(options);
   process.stdout.write(report.text);
   if (values.out !== undefined) writeFileSync(values.out, report.text);

@@ -202,7 +202,7 @@ t.test("first rollout, then a new push of the same tag", async (t) => {
   const resources = (probeContainer.resources ?? {}) as Record<string, Record<string, string> | undefined>;
   for (const kind of ["requests", "limits"]) {
     const r = resources[kind] ?? {};
-    t.ok(millicores(r["cpu"]) <= 50, `small cpu ${kind} (${r["cpu"]})`);
+    t.ok(millicores(r["cpu"]) <= 100, `small cpu ${kind} (${r["cpu"]})`);
     t.ok(bytes(r["memory"]) <= 64 * 1024 ** 2, `small memory ${kind} (${r["memory"]})`);
   }
   t.match(
