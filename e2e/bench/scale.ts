@@ -101,6 +101,8 @@ export interface ScaleRun extends ScaleSize {
   /** Most waiter long-polls in flight at once, and how long after the API listened that was first reached. */
   peakHeld: number;
   peakHeldAfterMs: number;
+  /** The runner's own memory split at its largest RSS sample (once a second, the whole run). */
+  peakMemory: NodeJS.MemoryUsage | undefined;
   /** VmHWM when the last waiter was answered ready: process start → last release, the long-polls held throughout. */
   heldPeakRssKb: number;
   /** CPU from the waiter API listening to the last waiter answered ready, % of one core. */
@@ -411,6 +413,7 @@ async function scaleRun(
       probes: probes.size,
       statuses,
       writeTargets,
+      peakMemory: reconciler.peakMemory,
       peakHeld: longPolls.peak.held,
       peakHeldAfterMs: longPolls.peak.msAfterStart,
       heldPeakRssKb: released.hwmKb,
@@ -520,6 +523,16 @@ export async function scaleBench(
   row("synced → every digest recorded", (r) => seconds(r.migrateAllMs), "–");
   rssRow("peak RSS (VmHWM)", (r) => r.peakRssKb);
   rssRow("RSS while idle", (r) => r.idleRssKb);
+  row(
+    "at the largest RSS sample: V8 heap used / heap total / external (of RSS)",
+    (r) => {
+      const m = r.peakMemory;
+      if (m === undefined) return "–";
+      const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MB`;
+      return `${mb(m.heapUsed)} / ${mb(m.heapTotal)} / ${mb(m.external)} (of ${mb(m.rss)})`;
+    },
+    "–",
+  );
   row("CPU while idle (% of one core)", (r) => `${r.idleCpuPercent.toFixed(2)} %`, "–");
   row("waiter long-polls held (peak)", (r) => `${r.peakHeld} of ${r.pods} pods`, "–");
   rssRow("peak RSS with the long-polls held (VmHWM, start-up → last waiter answered)", (r) => r.heldPeakRssKb);
