@@ -11,7 +11,8 @@
 //   rounds of probe-cost (a probe pod on the pod network vs on the host's network, on the real node too).
 // --heavy-runs: runs of kubectl kustomize and the plugin on a Kustomize tree above 2,000 objects (default --runs;
 //   at 10,000 objects each takes minutes).
-// --scale: the scale benchmark's sizes, Migrators × pods (default 40x1000,200x5000; --quick 10x200).
+// --scale: the scale benchmark's sizes, Migrators × pods (default 40x1000,200x5000; --quick 10x200);
+//          by mutable tag, or already pinned with a ":pinned" suffix (40x1000:pinned).
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -171,16 +172,21 @@ function positiveInts(flag: string, value: string): number[] {
   });
 }
 
-/** "40x1000,200x5000" → Migrators × pods; each Migrator gets at least one pod. */
+/**
+ * "40x1000,200x5000" → Migrators × pods; each Migrator gets at least one pod. Pods are created by
+ * mutable tag (the reconciler probes and pins); a size ending in ":pinned" creates them already pinned.
+ */
 export function parseScaleSizes(value: string): ScaleSize[] {
   return value.split(",").map((s) => {
-    const match = /^\s*(\d+)\s*[x×]\s*(\d+)\s*$/.exec(s);
+    const match = /^\s*(\d+)\s*[x×]\s*(\d+)\s*(:pinned)?\s*$/.exec(s);
     const migrators = Number(match?.[1]);
     const pods = Number(match?.[2]);
     if (match === null || migrators <= 0 || pods < migrators) {
-      throw new Error(`--scale: "${s}" is not MIGRATORSxPODS with 0 < Migrators ≤ pods (e.g. 40x1000)`);
+      throw new Error(
+        `--scale: "${s}" is not MIGRATORSxPODS[:pinned] with 0 < Migrators ≤ pods (e.g. 40x1000 or 40x1000:pinned)`,
+      );
     }
-    return { migrators, pods };
+    return match[3] === undefined ? { migrators, pods } : { migrators, pods, pinned: true };
   });
 }
 

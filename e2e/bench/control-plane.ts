@@ -116,6 +116,8 @@ export interface RunningReconciler {
   syncedMs: number;
   /** Wall-clock time (Date.now()) when synced was reported. */
   syncedAt: number;
+  /** The runner's process.memoryUsage() sample (once a second) with the largest rss so far. */
+  readonly peakMemory: NodeJS.MemoryUsage | undefined;
   stop(): Promise<void>;
 }
 
@@ -148,7 +150,8 @@ export async function startReconciler(
 ): Promise<RunningReconciler> {
   const timeoutMs = options.timeoutMs ?? 300_000;
   const env: NodeJS.ProcessEnv = {
-    NODE_OPTIONS: shippedNodeOptions(),
+    // BENCH_RECONCILER_NODE_OPTIONS adds flags for a look inside (e.g. --heapsnapshot-signal=SIGUSR2).
+    NODE_OPTIONS: [shippedNodeOptions(), process.env["BENCH_RECONCILER_NODE_OPTIONS"] ?? ""].join(" ").trim(),
     PATH: process.env["PATH"],
     KUBECONFIG: bench.reconcilerKubeconfig,
     BENCH_NAMESPACES: namespaces.join(","),
@@ -165,6 +168,7 @@ export async function startReconciler(
   let port: number | undefined;
   let syncedMs: number | undefined;
   let syncedAt = 0;
+  let peakMemory: NodeJS.MemoryUsage | undefined;
   let buffered = "";
   child.stdout?.on("data", (chunk: Buffer) => {
     buffered += chunk.toString("utf8");
@@ -172,7 +176,7 @@ export async function startReconciler(
     while ((nl = buffered.indexOf("\n")) >= 0) {
       const line = buffered.slice(0, nl);
       buffered = buffered.slice(nl + 1);
-      let event: { event?: string; port?: number; ms?: number };
+      let event: { event?: string; port?: number; ms?: number } & Partial<NodeJS.MemoryUsage>;
       try {
         event = JSON.parse(line) as typeof event;
       } catch {
@@ -182,6 +186,10 @@ export async function startReconciler(
       if (event.event === "listening") {
         port = event.port;
         options.onListening?.(`http://127.0.0.1:${port}`, child.pid ?? 0);
+      }
+      if (event.event === "memory" && (event.rss ?? 0) > (peakMemory?.rss ?? -1)) {
+        const { rss = 0, heapTotal = 0, heapUsed = 0, external = 0, arrayBuffers = 0 } = event;
+        peakMemory = { rss, heapTotal, heapUsed, external, arrayBuffers };
       }
       if (event.event === "synced") {
         syncedMs = event.ms;
@@ -204,6 +212,9 @@ export async function startReconciler(
     url: `http://127.0.0.1:${port}`,
     syncedMs: syncedMs ?? Number.NaN,
     syncedAt,
+    get peakMemory() {
+      return peakMemory;
+    },
     stop: async () => {
       if (exited !== undefined) return;
       child.kill("SIGTERM");

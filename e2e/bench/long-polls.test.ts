@@ -91,6 +91,7 @@ t.test("--scale sizes", async (t) => {
     { migrators: 40, pods: 1000 },
     { migrators: 200, pods: 5000 },
   ]);
+  t.same(parseScaleSizes("40x1000:pinned"), [{ migrators: 40, pods: 1000, pinned: true }]);
   t.throws(() => parseScaleSizes("40"), /--scale/);
   t.throws(() => parseScaleSizes("10x5"), /Migrators ≤ pods/);
   t.throws(() => parseScaleSizes("0x5"), /--scale/);

@@ -11,7 +11,9 @@
 // 2,000, `--waiter-max-long-polls`) when a benchmark holds more gated pods than that.
 //
 // stdout, one JSON object per line: {"event":"listening","port":N}, then {"event":"synced","ms":T}
-// (T: milliseconds since the process started). SIGTERM stops it.
+// (T: milliseconds since the process started); every second {"event":"memory", …process.memoryUsage()}
+// (bytes: rss, heapTotal, heapUsed, external, arrayBuffers), so the benchmark can split its RSS.
+// SIGTERM stops it.
 import { Controller, KubeConfig } from "../../reconciler/src/controller.ts";
 import { createLogger } from "../../reconciler/src/log.ts";
 import { createWaiterApi } from "../../reconciler/src/waiter-api.ts";
@@ -31,6 +33,9 @@ async function main(): Promise<void> {
     rateLimit: { burst: 100_000, perSecond: 100_000 },
     ...(maxLongPolls === undefined ? {} : { maxLongPolls: Number(maxLongPolls) }),
   });
+  setInterval(() => {
+    process.stdout.write(`${JSON.stringify({ event: "memory", ...process.memoryUsage() })}\n`);
+  }, 1000).unref();
   const address = await api.listen(0, "127.0.0.1");
   process.stdout.write(`${JSON.stringify({ event: "listening", port: address.port })}\n`);
   await controller.start();

@@ -27,6 +27,39 @@ t.test("pods lose managedFields and the last-applied annotation, and nothing els
   t.same(pod, expected);
 });
 
+t.test("pods keep of their status only what the decisions read", async (t) => {
+  const containerStatuses = [{ name: "app", image: "app:latest", imageID: "", ready: false, state: { waiting: {} } }];
+  const pod = {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name: "web-1" },
+    spec: { nodeName: "n1", containers: [{ name: "app", image: "app:latest" }] },
+    status: {
+      phase: "Pending",
+      reason: "r",
+      message: "m",
+      conditions: [{ type: "Ready", status: "False" }],
+      hostIP: "10.0.0.1",
+      podIP: "10.1.0.1",
+      podIPs: [{ ip: "10.1.0.1" }],
+      startTime: "2026-12-01T10:00:00Z",
+      qosClass: "BestEffort",
+      initContainerStatuses: containerStatuses,
+      containerStatuses,
+    },
+  } as KubeObject;
+  const spec = structuredClone(pod["spec"]);
+  trimForCache(pod);
+  t.same(pod["status"], {
+    phase: "Pending",
+    reason: "r",
+    message: "m",
+    initContainerStatuses: containerStatuses,
+    containerStatuses,
+  });
+  t.same(pod["spec"], spec, "the spec is kept whole");
+});
+
 t.test("Migrators keep their annotations", async (t) => {
   const migrator = {
     apiVersion: API_VERSION,
