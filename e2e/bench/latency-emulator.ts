@@ -29,12 +29,12 @@ import { Registry } from "../emulator/registry.ts";
 import { BENCH_NAMESPACE, startReconciler } from "./control-plane.ts";
 import type { BenchCluster } from "./control-plane.ts";
 import { summarize } from "./stats.ts";
+import { pollLikeUpstream } from "./upstream-poller.ts";
 import type { Summary } from "./stats.ts";
 import { millis, verdict } from "./table.ts";
 import type { Table } from "./table.ts";
 
 export const LATENCY_TARGET_P95_MS = 1000;
-const POLL_INTERVAL_MS = 5000;
 const APP_IMAGE = "registry.example/bench-app";
 const WAITER_IMAGE = "registry.example/digest-migrations:bench";
 const MIGRATOR = "db";
@@ -135,7 +135,13 @@ export async function emulatorLatencyBench(bench: BenchCluster, options: Latency
           containers: [{ name: "app", image: `${APP_IMAGE}:latest@${digest}`, command: ["serve"] }],
         },
       };
-      const poller = pollUpstreamStyle(bench, digest, () => mark(digest, "pollerSaw"), stop.signal);
+      const poller = pollLikeUpstream(
+        bench.kube,
+        `/apis/${API_VERSION}/namespaces/${BENCH_NAMESPACE}/${PLURAL}/${MIGRATOR}`,
+        digest,
+        () => mark(digest, "pollerSaw"),
+        stop.signal,
+      );
       await kube.create(`/api/v1/namespaces/${ns}/pods`, pod);
       await waitFor(() => marks.get(digest)?.waiterExited !== undefined && marks.get(digest)?.pollerSaw !== undefined, {
         what: `migration ${i} (${digest}) to release its waiter`,
@@ -165,24 +171,6 @@ export async function emulatorLatencyBench(bench: BenchCluster, options: Latency
     endToEnd: span("podSeen", "waiterExited"),
   };
   return { ...result, tables: [latencyTable(result, all.length)] };
-}
-
-/** Upstream's waiter design: read the Migrator every 5 s until the digest is recorded. */
-async function pollUpstreamStyle(
-  bench: BenchCluster,
-  digest: string,
-  saw: () => void,
-  signal: AbortSignal,
-): Promise<void> {
-  const path = `/apis/${API_VERSION}/namespaces/${BENCH_NAMESPACE}/${PLURAL}/${MIGRATOR}`;
-  while (!signal.aborted) {
-    const m = await bench.kube.find<Migrator>(path);
-    if (m?.status?.migratedDigests?.some((r) => r.digest === digest) || m?.status?.lastSuccessfulMigration === digest) {
-      saw();
-      return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
-  }
 }
 
 function latencyTable(r: Omit<LatencyResult, "tables">, n: number): Table {

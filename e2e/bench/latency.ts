@@ -35,13 +35,13 @@ import { openNodeEnv } from "../world/namespace.ts";
 import type { OwnedNodeEnv } from "../world/namespace.ts";
 import { ReconcilerRelease } from "../world/reconciler-release.ts";
 import { summarize } from "./stats.ts";
+import { pollLikeUpstream } from "./upstream-poller.ts";
 import type { Summary } from "./stats.ts";
 import { millis, verdict } from "./table.ts";
 import type { Table } from "./table.ts";
 
 /** p95 of pod created → waiter released, the migration Job and the probe's image pull left out. */
 export const RELEASE_TARGET_P95_MS = 2000;
-const POLL_INTERVAL_MS = 5000;
 const MIGRATOR = "db";
 const REPOSITORY = "app";
 const TAG = "latest";
@@ -74,7 +74,7 @@ export const seen = {
   probe: (uid: string) => `probe/${uid}`,
 };
 
-const APP_SPEC: AppImageSpec = { commands: { migrate: APP, serve: APP } };
+export const APP_SPEC: AppImageSpec = { commands: { migrate: APP, serve: APP } };
 
 export async function nodeLatencyBench(options: NodeLatencyOptions): Promise<{ tables: Table[] }> {
   return inBenchNamespace("bench-latency", options.log, async (env, sightings, probes) => {
@@ -207,7 +207,14 @@ async function gatedRound(
     spec,
   });
   const uid = pod.metadata.uid ?? "";
-  const poller = pollUpstreamStyle(env, digest, sightings);
+  // Upstream's design beside it: from the pod's creation, the Migrator read every 5 s.
+  const poller = pollLikeUpstream(
+    env.kube,
+    `/apis/${API_VERSION}/namespaces/${env.namespace}/${PLURAL}/${MIGRATOR}`,
+    digest,
+    () => sightings.set(seen.poller(digest), performance.now()),
+    AbortSignal.timeout(ROUND_TIMEOUT_MS),
+  );
   await waitFor(() => sightings.has(seen.pod(uid, "running")) && sightings.has(seen.recorded(digest)), {
     what: `round ${i}: gated pod ${name} (${digest}) to run its app`,
     timeoutMs: ROUND_TIMEOUT_MS,
@@ -291,20 +298,6 @@ async function describePod(env: OwnedNodeEnv, name: string): Promise<string> {
   const pod = await env.kube.find<Pod>(`/api/v1/namespaces/${env.namespace}/pods/${name}`);
   const m = await env.kube.find<Migrator>(`/apis/${API_VERSION}/namespaces/${env.namespace}/${PLURAL}/${MIGRATOR}`);
   return `pod ${JSON.stringify(pod?.status)}; migrator ${JSON.stringify(m?.status)}`;
-}
-
-/** Upstream's waiter design: read the Migrator every 5 s from the pod's creation until the digest is recorded. */
-async function pollUpstreamStyle(env: OwnedNodeEnv, digest: string, sightings: Map<string, number>): Promise<void> {
-  const path = `/apis/${API_VERSION}/namespaces/${env.namespace}/${PLURAL}/${MIGRATOR}`;
-  const deadline = performance.now() + ROUND_TIMEOUT_MS;
-  while (performance.now() < deadline) {
-    const m = await env.kube.find<Migrator>(path);
-    if (migratedDigests(m?.status).has(digest)) {
-      sightings.set(seen.poller(digest), performance.now());
-      return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
-  }
 }
 
 interface Spans {

@@ -8,13 +8,12 @@
 import { API_VERSION, KIND, buildProbePod, probeKeyOf } from "@digest-migrations/shared";
 import type { Migrator, Pod } from "@digest-migrations/shared";
 import { waitFor } from "../kit/wait.ts";
-import { inBenchNamespace, noPodsLeft, seen } from "./latency.ts";
+import { APP_SPEC, inBenchNamespace, noPodsLeft, seen } from "./latency.ts";
 import type { Sightings } from "./latency.ts";
 import { summarize } from "./stats.ts";
 import { millis } from "./table.ts";
 import type { Table } from "./table.ts";
 
-const APP = "e2e/bench/fixtures/latency-app.ts";
 /** The probe pod as the reconciler builds it, and changed ways of it, measured side by side. */
 export const VARIANTS: Record<string, (probe: Pod) => void> = {
   "as built": () => {},
@@ -44,7 +43,7 @@ export async function probeCostBench(options: { rounds: number; log: (line: stri
     };
     for (let i = 0; i <= options.rounds; i++) {
       if (i % 5 === 0) options.log(`probe-cost: round ${i}/${options.rounds}${i === 0 ? " (warm-up)" : ""}`);
-      await env.images.push("app", "latest", { commands: { migrate: APP, serve: APP } });
+      await env.images.push("app", "latest", APP_SPEC);
       // Rotated round by round, so no variant always goes first after the push.
       const order = names.map((_, k) => names[(k + i) % names.length] ?? "");
       for (const variant of order) {
