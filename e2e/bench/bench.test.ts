@@ -38,7 +38,7 @@ t.test("quick render and waiter benchmarks produce their tables", async (t) => {
 
 t.test("the real-node latency tables from a made-up record (no world)", async (t) => {
   const { latencyTables, seen } = await import("./latency.ts");
-  const { probeCostTable } = await import("./probe-cost.ts");
+  const { EPHEMERAL, probeCostTable } = await import("./probe-cost.ts");
   const s = new Map<string, number>();
   const probes = new Map<string, number>();
   const rounds = [1, 2].map((i) => {
@@ -92,4 +92,20 @@ t.test("the real-node latency tables from a made-up record (no world)", async (t
   const cost = probeCostTable({ "as built": [], hostNetwork: [] }, s);
   t.same(cost.columns, ["step", "as built: p50 / p95", "hostNetwork: p50 / p95"]);
   t.equal(cost.rows[0]?.[1], "– / –", "no rounds: no figure");
+
+  // The ephemeral way is timed from the container showing in the pod's spec to its own status.
+  const e = new Map<string, number>([
+    [seen.pod("held", "created"), 0],
+    [seen.pod("held", "ephemeral"), 4000],
+    [seen.event("held", "probe", "Pulling"), 4100],
+    [seen.event("held", "probe", "Pulled"), 4150],
+    [seen.pod("held", "imageID"), 9000],
+    [seen.pod("held", "ephemeralImageID"), 4400],
+  ]);
+  const both = probeCostTable({ "as built": [], [EPHEMERAL]: ["held"] }, e);
+  t.same(
+    both.rows.map((r) => r[2]),
+    ["100 ms / 100 ms", "50 ms / 50 ms", "250 ms / 250 ms", "400 ms / 400 ms"],
+  );
+  t.match(both.notes?.at(-1), /^ephemeral container in the pod: /);
 });

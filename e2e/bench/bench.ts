@@ -8,7 +8,9 @@
 // --quick: smaller trees and fewer runs, a smoke test of the whole pipeline (figures not meaningful).
 // latency runs on the real node: in the world DM_WORLD names (or a kept one), else in one it starts and
 //   stops itself (e2e/world/connect.ts); --migrations sets its count (default 30; --quick 3), and the
-//   rounds of probe-cost (a probe pod on the pod network vs on the host's network, on the real node too).
+//   rounds of probe-cost (the probe pod as built beside changed ways of it, and an ephemeral container in the
+//   held pod, on the real node too). A world the benchmark starts runs with DM_WORLD_FEATURE_GATES, by default
+//   EphemeralContainers=true (what probe-cost's ephemeral column needs; a kept world says its own).
 // --heavy-runs: runs of kubectl kustomize and the plugin on a Kustomize tree above 2,000 objects (default --runs;
 //   at 10,000 objects each takes minutes).
 // --scale: the scale benchmark's sizes, Migrators × pods (default 40x1000,200x5000; --quick 10x200);
@@ -21,7 +23,7 @@ import { startBenchCluster } from "./control-plane.ts";
 import type { BenchCluster } from "./control-plane.ts";
 import { nodeLatencyBench } from "./latency.ts";
 import { emulatorLatencyBench } from "./latency-emulator.ts";
-import { probeCostBench } from "./probe-cost.ts";
+import { EPHEMERAL_GATE, probeCostBench } from "./probe-cost.ts";
 import { rssMethod } from "./measure.ts";
 import { scaleBench } from "./scale.ts";
 import type { ScaleSize } from "./scale.ts";
@@ -104,6 +106,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       tables.push(...waiter.tables);
       growth.rows.push(...waiterGrowth());
     }
+    // Before the first real-node section connects: a world started here gets the gate.
+    if (options.sections.includes("probe-cost")) process.env.DM_WORLD_FEATURE_GATES ??= EPHEMERAL_GATE;
     if (options.sections.includes("latency")) {
       const latency = await nodeLatencyBench({
         migrations: options.migrations ?? (options.quick ? 3 : 30),

@@ -27,7 +27,7 @@ import {
   pinnedDigest,
   waiterInitContainer,
 } from "@digest-migrations/shared";
-import type { Container, KubeObject, Migrator, Pod, PodSpec } from "@digest-migrations/shared";
+import type { Container, ContainerStatus, KubeObject, Migrator, Pod, PodSpec } from "@digest-migrations/shared";
 import type { KubeClient, WatchEvent } from "../kit/client.ts";
 import { waitFor } from "../kit/wait.ts";
 import type { AppImageSpec } from "../world/app-images.ts";
@@ -65,8 +65,19 @@ export interface Round {
 
 /** Keys of what the watches record (pure, so the spans can be computed from any record). */
 export const seen = {
-  pod: (uid: string, what: "created" | "scheduled" | "pinned" | "imageID" | "released" | "running") =>
-    `pod/${uid}/${what}`,
+  pod: (
+    uid: string,
+    what:
+      | "created"
+      | "scheduled"
+      | "pinned"
+      | "imageID"
+      | "released"
+      | "running"
+      | "initRunning"
+      | "ephemeral"
+      | "ephemeralImageID",
+  ) => `pod/${uid}/${what}`,
   event: (uid: string, container: string, reason: string) => `event/${uid}/${container}/${reason}`,
   job: (id: string, what: "created" | "succeeded") => `job/${id}/${what}`,
   recorded: (digest: string) => `recorded/${digest}`,
@@ -160,6 +171,18 @@ export function watchNamespace(
         mark(seen.pod(uid, "pinned"));
       }
       if (pod.status?.containerStatuses?.some((s) => (s.imageID ?? "") !== "")) mark(seen.pod(uid, "imageID"));
+      if (pod.status?.initContainerStatuses?.some((s) => s.state?.running !== undefined)) {
+        mark(seen.pod(uid, "initRunning"));
+      }
+      // probe-cost's ephemeral-container way (fields alpha in 1.20, not in the shared Pod type)
+      const ephemeral = pod as {
+        spec: { ephemeralContainers?: unknown[] };
+        status?: { ephemeralContainerStatuses?: ContainerStatus[] };
+      };
+      if ((ephemeral.spec.ephemeralContainers ?? []).length > 0) mark(seen.pod(uid, "ephemeral"));
+      if (ephemeral.status?.ephemeralContainerStatuses?.some((s) => (s.imageID ?? "") !== "")) {
+        mark(seen.pod(uid, "ephemeralImageID"));
+      }
       const waiter = pod.status?.initContainerStatuses?.find((s) => s.name.startsWith(WAITER_CONTAINER_PREFIX));
       if (waiter?.state?.terminated !== undefined) mark(seen.pod(uid, "released"));
       if (pod.status?.containerStatuses?.some((s) => s.name === "app" && s.state?.running !== undefined)) {

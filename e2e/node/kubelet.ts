@@ -26,6 +26,8 @@ export interface KubeletOptions {
   sandboxImage: string;
   cgroupRoot: string;
   labels?: Record<string, string>;
+  /** `--feature-gates` of the kubelet, e.g. "EphemeralContainers=true" (the API server's must match) */
+  featureGates?: string;
 }
 
 interface NodeObject {
@@ -121,6 +123,7 @@ containerLogMaxSize: 10Mi
       `--root-dir=${path.join(dir, "root")}`,
       `--pod-infra-container-image=${this.#opts.sandboxImage}`,
       ...(labels.length ? [`--node-labels=${labels.join(",")}`] : []),
+      ...(this.#opts.featureGates ? [`--feature-gates=${this.#opts.featureGates}`] : []),
       "--v=2",
     ];
   }

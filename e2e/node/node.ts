@@ -43,6 +43,8 @@ export interface NodeOptions {
   log?: (line: string) => void;
   /** Node labels (kubernetes.io/hostname and the OS/arch labels come from the kubelet). */
   labels?: Record<string, string>;
+  /** the kubelet's `--feature-gates` (the API server's must match) */
+  featureGates?: string;
 }
 
 export interface RealNode {
@@ -180,6 +182,7 @@ export async function startNode(opts: NodeOptions): Promise<RealNode> {
       sandboxImage,
       cgroupRoot: CGROUP_ROOT,
       ...(opts.labels ? { labels: opts.labels } : {}),
+      ...(opts.featureGates ? { featureGates: opts.featureGates } : {}),
     });
     await kubelet.start();
     phase("node Ready");

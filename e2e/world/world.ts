@@ -52,6 +52,11 @@ export interface WorldInfo {
   postgres: PostgresAddress;
   /** http://127.0.0.1:<port> of the world's fault-injection endpoint (e2e/world/control.ts) */
   control: string;
+  /**
+   * `--feature-gates` of the API server and the kubelet (DM_WORLD_FEATURE_GATES), "" for none: a
+   * 1.20 cluster as it ships. The probe-cost benchmark starts its world with EphemeralContainers=true.
+   */
+  featureGates: string;
   /** seconds per start-up phase, printed with the test run's budgets */
   timings: Record<string, number>;
 }
@@ -150,6 +155,8 @@ export async function startWorld(log: (line: string) => void = () => {}): Promis
   const dir = fs.mkdtempSync(path.join(process.env.DM_CLUSTER_TMPDIR || os.tmpdir(), "dm-world-"));
   log(`[world] Kubernetes binaries (the first run on a machine builds them: about 15 minutes on 2 cores)`);
   const bins = await time("kubernetes binaries", () => ensureBinaries(log));
+  const featureGates = process.env.DM_WORLD_FEATURE_GATES ?? "";
+  if (featureGates) log(`[world] feature gates of the API server and the kubelet: ${featureGates}`);
 
   let cluster: Cluster | undefined;
   let node: RealNode | undefined;
@@ -178,10 +185,18 @@ export async function startWorld(log: (line: string) => void = () => {}): Promis
     })();
     const machine = (async () => {
       cluster = await time("control plane start", () =>
-        startCluster({ log, scheduler: true, controllers: nodeControllers, parentDir: dir }),
+        startCluster({
+          log,
+          scheduler: true,
+          controllers: nodeControllers,
+          parentDir: dir,
+          ...(featureGates ? { apiserverArgs: [`--feature-gates=${featureGates}`] } : {}),
+        }),
       );
       const c = cluster;
-      node = await time("node start to Ready", () => startNode({ cluster: c, bins, log }));
+      node = await time("node start to Ready", () =>
+        startNode({ cluster: c, bins, log, ...(featureGates ? { featureGates } : {}) }),
+      );
       postgres = await time("postgres start", () => startPostgres({ log }));
       return { cluster: c, node, postgres };
     })();
@@ -204,6 +219,7 @@ export async function startWorld(log: (line: string) => void = () => {}): Promis
       adminKubeconfig: started.cluster.adminKubeconfig,
       caFile: started.cluster.caFile,
       serviceAccountKeyFile: started.cluster.serviceAccountKeyFile,
+      featureGates,
       node: {
         name: started.node.name,
         registry: started.node.registry.host,
