@@ -7,6 +7,7 @@ import t from "tap";
 import { ANNOTATIONS, API_VERSION, KIND, pinnedDigest } from "@digest-migrations/shared";
 import type { Container, KubeObject, Pod } from "@digest-migrations/shared";
 import { STRATEGIC_MERGE_PATCH } from "../kit/client.ts";
+import { restart } from "../pipeline/restart.ts";
 import { waitFor } from "../kit/wait.ts";
 import {
   appContainer,
@@ -31,10 +32,9 @@ function web(env: ReconcilerEnv, replicas = 2, app: Container = appContainer(env
   return appDeployment(env, "web", { migrator: "db", replicas, container: app });
 }
 
-async function restart(env: ReconcilerEnv, value: string): Promise<void> {
-  await env.kube.patchObject("apps/v1", "Deployment", env.namespace, "web", {
-    spec: { template: { metadata: { annotations: { "e2e/restartedAt": value } } } },
-  });
+/** `kubectl rollout restart deployment/web`. */
+async function restartWeb(env: ReconcilerEnv): Promise<void> {
+  await restart(env.kube, { namespace: env.namespace, name: "web" });
 }
 
 /** All live web pods run `digest` (status imageID) with the image pinned to it, and the rollout is done. */
@@ -215,7 +215,7 @@ t.test("first rollout, then a new push of the same tag", async (t) => {
   // CI pushes a new tag; the Deployment is restarted: exactly one more Job, for D2.
   const d2 = await env.push(appImage("v2"), tag);
   t.not(d2, d1);
-  await restart(env, "1");
+  await restartWeb(env);
   const m2 = await env.waitReady("db", d2);
   t.equal(m2.status?.lastSuccessfulMigration, d2);
   t.same(
@@ -256,7 +256,7 @@ t.test("a moving tag during a migration, old and new pods together, and a rollba
 
   // D2's migration is held, so old D1 pods and gated D2 pods live side by side.
   const d2 = await env.push(appImage("v2", { HOLD_FILE: hold }));
-  await restart(env, "1");
+  await restartWeb(env);
   await waitFor(
     async () => {
       const m = await env.getMigrator("db");
@@ -298,7 +298,7 @@ t.test("a moving tag during a migration, old and new pods together, and a rollba
   );
 
   // D3 is handled after D2: restarted pods resolve the tag's new digest; one Job for D3 in all.
-  await restart(env, "2");
+  await restartWeb(env);
   await env.waitReady("db", d3);
   await waitRunning(env, d3);
   t.equal(await started(env), 3, "one Job per digest");
@@ -310,7 +310,7 @@ t.test("a moving tag during a migration, old and new pods together, and a rollba
 
   // Rollback: `latest` points at D1 again; D1 is in the history, so no Job and immediate release.
   await env.images.tag("app", "latest", d1);
-  await restart(env, "3");
+  await restartWeb(env);
   await waitRunning(env, d1);
   t.equal(await started(env), 3, "no Job for a rollback");
   t.same(
@@ -331,7 +331,7 @@ t.test("a rollback of the pod template to an image pinned by digest", async (t) 
   await env.waitReady("db", d1);
   await waitRunning(env, d1);
   const d2 = await env.push(appImage("v2"));
-  await restart(env, "1");
+  await restartWeb(env);
   await env.waitReady("db", d2);
   await waitRunning(env, d2);
   t.equal(await started(env), 2, "one Job per digest");

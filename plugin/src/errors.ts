@@ -18,3 +18,12 @@ export function singleLine(message: string): string {
 export function where(file: string, line?: number): string {
   return line === undefined ? file : `${file}:${line}`;
 }
+
+/**
+ * Is `error` (from realpath) a path that resolves to nothing: missing, a dangling symlink, a symlink
+ * loop, or a file where a directory was expected? Anything else (permissions, I/O) is a real failure.
+ */
+export function unresolvable(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === "ENOENT" || code === "ENOTDIR" || code === "ELOOP";
+}

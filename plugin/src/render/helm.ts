@@ -4,7 +4,7 @@
 // be vendored under charts/. Values files must stay inside the repository.
 import { realpath, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { PluginError } from "../errors.ts";
+import { PluginError, unresolvable } from "../errors.ts";
 import type { Manifest } from "../manifests.ts";
 import { manifestsFrom } from "../manifests.ts";
 import type { Env } from "../parameters.ts";
@@ -98,8 +98,7 @@ async function checkedValuesFile(file: string, settings: Settings): Promise<stri
   try {
     real = await realpath(abs);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ENOTDIR") throw new PluginError(`helm-values-files: ${file}: no such file`);
+    if (unresolvable(error)) throw new PluginError(`helm-values-files: ${file}: no such file`);
     throw new PluginError(`helm-values-files: ${file}: ${(error as Error).message}`);
   }
   const boundary = await realpath(settings.boundary);

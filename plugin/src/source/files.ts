@@ -10,7 +10,7 @@
 // blocking call per file is markedly faster than a round trip through libuv's thread pool per call.
 import { lstatSync as lstat, readdirSync as readdir, realpathSync as realpath, statSync as stat } from "node:fs";
 import path from "node:path";
-import { PluginError } from "../errors.ts";
+import { PluginError, unresolvable } from "../errors.ts";
 
 export interface FoundFile {
   /** Path relative to the walked directory, with `/` separators. */
@@ -64,7 +64,7 @@ export async function walk(dir: string, options: WalkOptions): Promise<WalkResul
         try {
           real = realpath(abs);
         } catch (error) {
-          if ((error as NodeJS.ErrnoException).code === "ENOENT" || (error as NodeJS.ErrnoException).code === "ELOOP") {
+          if (unresolvable(error)) {
             skipped.push({ rel, reason: "dangling symlink" });
             continue;
           }
@@ -121,9 +121,8 @@ export async function assertNoEscapingSymlinks(dir: string, boundaryDir: string,
         try {
           real = realpath(abs);
         } catch (error) {
-          const code = (error as NodeJS.ErrnoException).code;
           // Dangling or a loop: neither helm nor kustomize can read through it.
-          if (code === "ENOENT" || code === "ELOOP" || code === "ENOTDIR") continue;
+          if (unresolvable(error)) continue;
           throw new PluginError(`${rel}: cannot resolve symlink: ${(error as Error).message}`);
         }
         if (!inside(real, boundary)) throw new PluginError(`${rel}: symlink points outside the repository (${real})`);
