@@ -71,7 +71,7 @@ const conflict = (reason?: string) => new ApiError("HTTP 409", 409, reason ?? "C
 const pod = appPod("web-a", { created: 0 });
 const probe = probeFor(pod, 5, PROBE_START_ERROR);
 
-t.test("pin first, then the probe, the Job, the status and its Event, each with its precondition", async (t) => {
+t.test("pin first, then the Job, the probe's deletion, the status and its Event, each with its precondition", async (t) => {
   const { kube, calls } = fakeKube();
   const ctx = context(kube, migrator(), [pod, probe]);
   const result = await reconcileMigrator(ctx, "shop", "web");
@@ -79,8 +79,8 @@ t.test("pin first, then the probe, the Job, the status and its Event, each with 
     calls.map((c) => `${c.verb} ${c.path}`),
     [
       "patch /api/v1/namespaces/shop/pods/web-a",
-      `remove /api/v1/namespaces/shop/pods/${probe.metadata.name}`,
       "create /apis/batch/v1/namespaces/shop/jobs",
+      `remove /api/v1/namespaces/shop/pods/${probe.metadata.name}`,
       "replace /apis/migrations.coderanger.net/v1beta1/namespaces/shop/migrators/web/status",
       "create /api/v1/namespaces/shop/events",
     ],
@@ -89,7 +89,7 @@ t.test("pin first, then the probe, the Job, the status and its Event, each with 
     metadata: { uid: "uid-web-a" },
     spec: { containers: [{ name: "app", image: IMAGE.pinned }] },
   });
-  t.match(calls[1]!.body, { uid: probe.metadata.uid, gracePeriodSeconds: 0 });
+  t.match(calls[2]!.body, { uid: probe.metadata.uid, gracePeriodSeconds: 0 });
   t.match(calls[3]!.body, { metadata: { resourceVersion: "10" }, status: { currentDigest: IMAGE.digest } });
   t.same(ctx.pins.get("uid-web-a"), { container: "app", image: IMAGE.pinned }, "remembered until the cache shows it");
   t.equal(result.requeueAfterMs, 30_000);

@@ -77,15 +77,7 @@ export async function reconcileMigrator(
     const outcome = await pinPod(ctx, namespace, pin, log);
     if (outcome !== "gone" && outcome !== pin.expect) return { requeueAfterMs: 0 };
   }
-  for (const probe of planned.deleteProbes) {
-    if (await remove(ctx, objectPath("v1", "pods", namespace, probe.name), probe.uid, { gracePeriodSeconds: 0 }))
-      observeProbe(probe, ctx.now());
-  }
-  for (const probe of planned.createProbes) {
-    if (await create(ctx, collectionPath("v1", "pods", namespace), probe)) {
-      log.info({ probe: probe.metadata.name, node: probe.spec.nodeName }, "created probe pod");
-    } else soon();
-  }
+  // Then the Job: the migration is what every waiter waits for; probe clean-up can follow it.
   const job = planned.job;
   if (job.kind === "create") {
     const jobName = job.job.metadata.name ?? "";
@@ -97,6 +89,15 @@ export async function reconcileMigrator(
       migrationsStarted.inc({ namespace, migrator: name });
       if (job.warning !== undefined) await recordEvent(ctx, migrator, job.warning);
       log.info({ digest: job.digest, job: jobName, template: job.template }, "created migration Job");
+    } else soon();
+  }
+  for (const probe of planned.deleteProbes) {
+    if (await remove(ctx, objectPath("v1", "pods", namespace, probe.name), probe.uid, { gracePeriodSeconds: 0 }))
+      observeProbe(probe, ctx.now());
+  }
+  for (const probe of planned.createProbes) {
+    if (await create(ctx, collectionPath("v1", "pods", namespace), probe)) {
+      log.info({ probe: probe.metadata.name, node: probe.spec.nodeName }, "created probe pod");
     } else soon();
   }
   for (const stale of planned.staleJobs) {
