@@ -2,11 +2,12 @@
 // an in-memory ReleaseOracle.
 import t from "tap";
 import http from "node:http";
-import { spawn } from "node:child_process";
+import https from "node:https";
+import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import net from "node:net";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { AddressInfo } from "node:net";
@@ -201,6 +202,37 @@ t.test("honours Retry-After on 429 and 503", async (t) => {
     messages(run).filter((m) => m.startsWith("waiter API answered")),
     ["waiter API answered HTTP 429: slow down; retrying", "waiter API answered HTTP 503; retrying"],
   );
+});
+
+t.test("https: the server's certificate checked against the trusted CAs, SNI for a host name", async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), "dm-waiter-tls-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const [key, cert] = [path.join(dir, "key.pem"), path.join(dir, "cert.pem")];
+  const subject = ["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"];
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"];
+  execFileSync("openssl", ["req", "-x509", ...ec, ...subject, "-keyout", key, "-out", cert], { stdio: "ignore" });
+  const names: unknown[] = [];
+  const server = https.createServer({ key: readFileSync(key), cert: readFileSync(cert) }, (req, res) => {
+    names.push((req.socket as { servername?: unknown }).servername);
+    res.writeHead(200, { "content-type": "application/json" }).end('{"ready":true,"reason":"Migrated","message":"ok"}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => server.close());
+  const { port } = server.address() as AddressInfo;
+  const flags = ["--migrator", "web", "--container", "app", "--max-backoff", "0.2"];
+  const trusted = { ...POD_ENV, NODE_EXTRA_CA_CERTS: cert };
+  for (const host of ["localhost", "127.0.0.1"]) {
+    const run = runWaiter(["--api", `https://${host}:${port}`, ...flags], trusted);
+    t.teardown(() => run.child.kill("SIGKILL"));
+    t.equal((await run.exit).code, 0, `released over https://${host}`);
+  }
+  t.same(names, ["localhost", false], "SNI names the host, never an address");
+
+  const untrusted = runWaiter(["--api", `https://localhost:${port}`, ...flags]);
+  t.teardown(() => untrusted.child.kill("SIGKILL"));
+  await waitFor("the refused certificate", () => untrusted.lines.length >= 2, STARTUP_MS);
+  t.match(untrusted.lines[1], { level: "warn", state: "error-DEPTH_ZERO_SELF_SIGNED_CERT" });
+  t.equal(names.length, 2, "no request sent to an untrusted server");
 });
 
 t.test("exits promptly on SIGTERM while a long-poll is held", async (t) => {
