@@ -12,7 +12,6 @@ import {
   PROBE_CONTAINER,
   buildProbePod,
   probeKeyOf,
-  restrictedSecurityContext,
 } from "@digest-migrations/shared";
 import type { Container, Migrator, Pod } from "@digest-migrations/shared";
 import type { OwnedNodeEnv } from "../world/namespace.ts";
@@ -156,7 +155,7 @@ async function ephemeralProbe(
         imagePullPolicy: app.imagePullPolicy,
         command: [PROBE_COMMAND],
         terminationMessagePolicy: "File",
-        securityContext: restrictedSecurityContext(),
+        // 1.20 refuses a securityContext on an ephemeral container: it runs under the pod's.
       },
     ],
   });
@@ -194,7 +193,7 @@ export function probeCostTable(uids: Record<string, readonly string[]>, s: Sight
   ];
   if (names.includes(EPHEMERAL)) {
     notes.push(
-      `${EPHEMERAL}: a pod held in its init container (as a gated pod is) gets an ephemeral container with the same image, pull policy, command and security context (the pods/ephemeralcontainers subresource, alpha in 1.20 behind the EphemeralContainers gate, on in this world's API server and kubelet); start: the watch sees it in the pod's spec; no sandbox is made, the pod's is used. Not what the reconciler does today.`,
+      `${EPHEMERAL}: a pod held in its init container (as a gated pod is) gets an ephemeral container with the same image, pull policy and command (1.20 refuses a security context of its own: it runs under the pod's; the pods/ephemeralcontainers subresource, alpha in 1.20 behind the EphemeralContainers gate, on in this world's API server and kubelet); start: the watch sees it in the pod's spec; no sandbox is made, the pod's is used. Not what the reconciler does today.`,
     );
   }
   return {
