@@ -15,6 +15,7 @@
 // PreSync-hook-style flow on a new push of the same tag: a migration Job (the tag, pulled Always)
 // applied and awaited, then the pod applied (no waiter), until its app container runs.
 import { randomBytes } from "node:crypto";
+import { setTimeout } from "node:timers/promises";
 import {
   ANNOTATIONS,
   API_VERSION,
@@ -155,10 +156,21 @@ export function watchNamespace(
   const mark = (key: string): void => {
     if (!sightings.has(key)) sightings.set(key, performance.now());
   };
-  const watch = <T>(path: string, onEvent: (e: WatchEvent<T>) => void): Promise<void> =>
-    kube.watch<T>(path, { allowWatchBookmarks: false }, onEvent, signal).catch((error: unknown) => {
-      if (!signal.aborted) log(`latency: watch ${path} ended: ${String(error)}`);
-    });
+  // Each watch runs until `signal`: one that ends (the API server's timeout, or a resource the
+  // reconciler's chart has not installed yet: a 404) is opened again after a short pause.
+  const watch = async <T>(path: string, onEvent: (e: WatchEvent<T>) => void): Promise<void> => {
+    let reported = "";
+    while (!signal.aborted) {
+      try {
+        await kube.watch<T>(path, { allowWatchBookmarks: false }, onEvent, signal);
+      } catch (error) {
+        if (signal.aborted) return;
+        if (String(error) !== reported)
+          log(`latency: watch ${path} ended, opened again: ${(reported = String(error))}`);
+      }
+      await setTimeout(200, undefined, { signal }).catch(() => undefined);
+    }
+  };
   type Job = KubeObject & { status?: { succeeded?: number } };
   type Event = KubeObject & { reason?: string; involvedObject?: { uid?: string; fieldPath?: string } };
   return [
