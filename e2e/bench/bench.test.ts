@@ -53,6 +53,7 @@ t.test("the real-node latency tables from a made-up record (no world)", async (t
       [seen.event(probe, "probe", "Pulled"), 650],
       [seen.pod(probe, "imageID"), 1100],
       [seen.pod(uid, "pinned"), 1150],
+      [seen.pod(uid, "pinReported"), 3300],
       [seen.job(digest, "created"), 1250],
       [seen.job(digest, "succeeded"), 3000],
       [seen.recorded(digest), 3030],
@@ -86,6 +87,8 @@ t.test("the real-node latency tables from a made-up record (no world)", async (t
     "yes",
   ]);
   t.same(row(/^status recorded → 5 s polling/)?.slice(1, 3), ["2", "1970 ms"]);
+  t.same(row(/^pin patch → the kubelet reports it/)?.slice(1, 3), ["2", "2150 ms"]);
+  t.same(row(/^later of status recorded and pin reported/)?.slice(1, 3), ["2", "300 ms"]);
   t.match(presync?.title, /^PreSync-hook-style flow/);
   t.same(presync?.rows.at(-1)?.slice(0, 3), ["start → app container running (whole flow)", "2", "3000 ms"]);
 

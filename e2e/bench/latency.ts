@@ -72,6 +72,7 @@ export const seen = {
       | "created"
       | "scheduled"
       | "pinned"
+      | "pinReported"
       | "imageID"
       | "released"
       | "running"
@@ -183,6 +184,10 @@ export function watchNamespace(
         mark(seen.pod(uid, "pinned"));
       }
       if (pod.status?.containerStatuses?.some((s) => (s.imageID ?? "") !== "")) mark(seen.pod(uid, "imageID"));
+      // The kubelet has the pinned spec: its status names the pinned reference (what the release waits for).
+      if (pinnedDigest(pod.status?.containerStatuses?.find((c) => c.name === "app")?.image) !== undefined) {
+        mark(seen.pod(uid, "pinReported"));
+      }
       if (pod.status?.initContainerStatuses?.some((s) => s.state?.running !== undefined)) {
         mark(seen.pod(uid, "initRunning"));
       }
@@ -369,6 +374,7 @@ export function latencyTables(rounds: readonly Round[], s: Sightings, probes: Re
       probePulled: probe === undefined ? Number.NaN : at(seen.event(probe, "probe", "Pulled")),
       probeImageID: probe === undefined ? Number.NaN : at(seen.pod(probe, "imageID")),
       pinned: at(seen.pod(uid, "pinned")),
+      pinReported: at(seen.pod(uid, "pinReported")),
       jobCreated: at(seen.job(r.gated.digest, "created")),
       jobSucceeded: at(seen.job(r.gated.digest, "succeeded")),
       recorded: at(seen.recorded(r.gated.digest)),
@@ -400,9 +406,14 @@ export function latencyTables(rounds: readonly Round[], s: Sightings, probes: Re
     span("probe Pulled → probe's imageID seen", (r) => g(r).probeImageID - g(r).probePulled),
     span("probe's imageID seen → pin patch seen", (r) => g(r).pinned - g(r).probeImageID),
     span("pin patch → Job created", (r) => g(r).jobCreated - g(r).pinned),
+    span("pin patch → the kubelet reports it (gated container's status image)", (r) => g(r).pinReported - g(r).pinned),
     span("Job created → Job succeeded (the migration's pod and run)", (r) => g(r).jobSucceeded - g(r).jobCreated),
     span("Job succeeded → Migrator status records the digest", (r) => g(r).recorded - g(r).jobSucceeded),
     span("status recorded → waiter released (init container terminated)", (r) => g(r).released - g(r).recorded),
+    span(
+      "later of status recorded and pin reported → waiter released",
+      (r) => g(r).released - Math.max(g(r).recorded, g(r).pinReported),
+    ),
     span("waiter released → app container running", (r) => g(r).running - g(r).released),
     span("of which the app's pull (Pulling → Pulled, policy Always)", (r) => g(r).appPulled - g(r).appPulling),
     span("pod created → waiter released", (r) => g(r).released - g(r).created),
