@@ -67,7 +67,7 @@ export interface ControllerOptions {
   watchNodes?: boolean;
   /** Parallel reconciles of distinct Migrators (default 4). */
   workers?: number;
-  /** Visit every Migrator at least this often (default 60 s). */
+  /** Visit every Migrator at least this often (default 600 s: a safety net; events and requeues do the work). */
   resyncSeconds?: number;
   /** Resume a watch silent longer than this (default 60 s). */
   watchdogSeconds?: number;
@@ -196,7 +196,7 @@ export class Controller implements ReleaseOracle {
     await Promise.all(syncs);
     cachesSynced.set(1);
     for (let i = 0; i < (this.#opts.workers ?? 4); i++) this.#workers.push(this.#work());
-    const resync = setInterval(() => this.#enqueueAll(), (this.#opts.resyncSeconds ?? 60) * 1000);
+    const resync = setInterval(() => this.#enqueueAll(), (this.#opts.resyncSeconds ?? 600) * 1000);
     resync.unref();
     this.#timers.push(resync);
     const discovery = setInterval(

@@ -41,7 +41,9 @@ t.test("no selected pods: WaitingForPods, or Succeeded with the last digest", as
   const p = plan(snapshot({ migrator: migrator({ status: migrated(D1) }) }), NOW);
   t.equal(reasonOf(p), REASONS.Succeeded);
   t.equal(p.condition.ready, true);
-  t.equal(p.requeueAfterMs, SAFETY_REQUEUE_MS);
+  t.equal(p.requeueAfterMs, undefined, "nothing gated: visited again on events only");
+  const gated = plan(snapshot({ migrator: migrator({ status: migrated(D1) }), pods: [appPod("web-a")] }), NOW);
+  t.equal(gated.requeueAfterMs, SAFETY_REQUEUE_MS, "a gated pod: visited again within the safety period");
 });
 
 t.test("spec.container missing from the pods: InvalidSpec naming the pod", async (t) => {

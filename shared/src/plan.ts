@@ -212,7 +212,7 @@ export function plan(snapshot: Snapshot, now: Date): Plan {
     job,
     staleJobs,
     ...statusOf(migrator, base, condition, now),
-    requeueAfterMs,
+    ...(Number.isFinite(requeueAfterMs) ? { requeueAfterMs } : {}),
   };
 }
 
