@@ -71,29 +71,32 @@ const conflict = (reason?: string) => new ApiError("HTTP 409", 409, reason ?? "C
 const pod = appPod("web-a", { created: 0 });
 const probe = probeFor(pod, 5, PROBE_START_ERROR);
 
-t.test("pin first, then the Job, the probe's deletion, the status and its Event, each with its precondition", async (t) => {
-  const { kube, calls } = fakeKube();
-  const ctx = context(kube, migrator(), [pod, probe]);
-  const result = await reconcileMigrator(ctx, "shop", "web");
-  t.same(
-    calls.map((c) => `${c.verb} ${c.path}`),
-    [
-      "patch /api/v1/namespaces/shop/pods/web-a",
-      "create /apis/batch/v1/namespaces/shop/jobs",
-      `remove /api/v1/namespaces/shop/pods/${probe.metadata.name}`,
-      "replace /apis/migrations.coderanger.net/v1beta1/namespaces/shop/migrators/web/status",
-      "create /api/v1/namespaces/shop/events",
-    ],
-  );
-  t.match(calls[0]!.body, {
-    metadata: { uid: "uid-web-a" },
-    spec: { containers: [{ name: "app", image: IMAGE.pinned }] },
-  });
-  t.match(calls[2]!.body, { uid: probe.metadata.uid, gracePeriodSeconds: 0 });
-  t.match(calls[3]!.body, { metadata: { resourceVersion: "10" }, status: { currentDigest: IMAGE.digest } });
-  t.same(ctx.pins.get("uid-web-a"), { container: "app", image: IMAGE.pinned }, "remembered until the cache shows it");
-  t.equal(result.requeueAfterMs, 30_000);
-});
+t.test(
+  "pin first, then the Job, the probe's deletion, the status and its Event, each with its precondition",
+  async (t) => {
+    const { kube, calls } = fakeKube();
+    const ctx = context(kube, migrator(), [pod, probe]);
+    const result = await reconcileMigrator(ctx, "shop", "web");
+    t.same(
+      calls.map((c) => `${c.verb} ${c.path}`),
+      [
+        "patch /api/v1/namespaces/shop/pods/web-a",
+        "create /apis/batch/v1/namespaces/shop/jobs",
+        `remove /api/v1/namespaces/shop/pods/${probe.metadata.name}`,
+        "replace /apis/migrations.coderanger.net/v1beta1/namespaces/shop/migrators/web/status",
+        "create /api/v1/namespaces/shop/events",
+      ],
+    );
+    t.match(calls[0]!.body, {
+      metadata: { uid: "uid-web-a" },
+      spec: { containers: [{ name: "app", image: IMAGE.pinned }] },
+    });
+    t.match(calls[2]!.body, { uid: probe.metadata.uid, gracePeriodSeconds: 0 });
+    t.match(calls[3]!.body, { metadata: { resourceVersion: "10" }, status: { currentDigest: IMAGE.digest } });
+    t.same(ctx.pins.get("uid-web-a"), { container: "app", image: IMAGE.pinned }, "remembered until the cache shows it");
+    t.equal(result.requeueAfterMs, 30_000);
+  },
+);
 
 t.test("a pin refused for the first time: remembered, nothing else written, decide again at once", async (t) => {
   const denied = new ApiError("HTTP 403: image changes are not allowed", 403, "Forbidden", {});
