@@ -33,6 +33,8 @@ const errors: [string, string, number, RegExp][] = [
   ["infinity (JSON has none)", "---\na: 1\nb: .inf\n", 2, /\.inf cannot be represented in JSON/],
   ["bad indentation", "---\nfoo: bar\n  baz: 1\n", 3, /mapping/i],
   ["error in the second document", "a: 1\n---\nb: 2\nc: [}\n", 4, /./],
+  ["an alias inside the node it names", "a: 1\n---\nb: &x\n- *x\n", 3, /alias refers to a node that contains it/],
+  ["a mapping holding itself", "a: &x\n  b: *x\n", 1, /alias refers to a node that contains it/],
 ];
 for (const [name, text, line, message] of errors) {
   t.test(`a syntax error names its line: ${name}`, async (t) => {

@@ -66,7 +66,12 @@ export function parseYamlStream(text: string, limits: ParseLimits = DEFAULT_PARS
     // An empty document has no text of its own: it takes the line of the document before it.
     const line = offset < 0 ? previousLine : lineAt(lines, offset);
     previousLine = line;
-    if (aliases && expandedSize(value, limits.maxExpandedValues) > limits.maxExpandedValues) {
+    const size = aliases ? expandedSize(value, limits.maxExpandedValues) : 0;
+    if (size === Infinity) {
+      // go-yaml v2 refuses it too ("anchor 'x' value contains itself").
+      throw new ManifestSyntaxError(line, "an alias refers to a node that contains it: the document has no end");
+    }
+    if (size > limits.maxExpandedValues) {
       throw new ManifestSyntaxError(
         line,
         `aliases expand this document to more than ${limits.maxExpandedValues} values (refused: resource exhaustion)`,
@@ -118,13 +123,18 @@ function eventOffset(event: Event): number {
   return offset;
 }
 
-/** How many values a document has once every alias is written out, counting up to just past `limit`. */
+/**
+ * How many values a document has once every alias is written out, counting up to just past `limit`;
+ * Infinity when an alias refers to a node that contains it.
+ */
 function expandedSize(root: unknown, limit: number): number {
   const sizes = new Map<object, number>();
   const size = (value: unknown): number => {
     if (value === null || typeof value !== "object") return 1;
     const known = sizes.get(value);
     if (known !== undefined) return known;
+    // Met again before its count is known: an alias inside the node it names, which never ends.
+    sizes.set(value, Infinity);
     let total = 1;
     for (const child of Array.isArray(value) ? value : Object.values(value)) {
       total += size(child);
