@@ -7,7 +7,8 @@ import type { BundleOptions } from "./bundle.ts";
 
 /** entry source → bundle, relative to the repository root, and how it is bundled */
 export const entryPoints: Record<string, { out: string; options?: BundleOptions }> = {
-  "plugin/src/cli.ts": { out: "plugin/dist/digest-migrations-plugin.mjs" },
+  // Split where generate imports the rest of the plugin once its renderer is running (plugin/src/generate.ts).
+  "plugin/src/cli.ts": { out: "plugin/dist/digest-migrations-plugin.mjs", options: { splitting: true } },
   "reconciler/src/main.ts": { out: "reconciler/dist/reconciler.mjs" },
   // No CommonJS inside (its flags are read with util.parseArgs, not commander).
   "reconciler/src/waiter.ts": { out: "reconciler/dist/waiter.mjs", options: { require: false } },

@@ -4,6 +4,7 @@
 // both run the same code the same way.
 import { build } from "esbuild";
 import type { Plugin } from "esbuild";
+import { rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
@@ -36,14 +37,29 @@ export interface BundleOptions {
    * waiter, goes without: the static `import` of node:module costs a process ~0.2 MB of resident memory.
    */
   require?: boolean;
+  /**
+   * Put what the entry imports with `import()` into chunk files beside it (default false), loaded only when
+   * that import runs. The entry then owns its directory: the directory is emptied first, so no chunk of an
+   * earlier build is left behind.
+   */
+  splitting?: boolean;
 }
 
 /** Bundles `source` into `outfile` (absolute paths). */
 export async function bundle(source: string, outfile: string, options: BundleOptions = {}): Promise<void> {
   const sourcemap = options.sourcemap ?? true;
+  const outdir = path.dirname(outfile);
+  if (options.splitting === true) rmSync(outdir, { recursive: true, force: true });
   await build({
-    entryPoints: [source],
-    outfile,
+    ...(options.splitting === true
+      ? {
+          entryPoints: { [path.basename(outfile, ".mjs")]: source },
+          outdir,
+          outExtension: { ".js": ".mjs" },
+          splitting: true,
+          chunkNames: "[name]-[hash]",
+        }
+      : { entryPoints: [source], outfile }),
     bundle: true,
     platform: "node",
     format: "esm",

@@ -1,20 +1,22 @@
 // The plugin as a function: read → render → wire → order → serialise. Nothing is written anywhere; the
 // caller writes the returned stream once, so a failure can never leave partial output behind.
+//
+// This module only resolves the settings and starts the renderer; everything after it (assemble.ts: the
+// YAML parser, reading files, wiring, ordering, serialising — most of the bundle) is imported once
+// kustomize or helm is running, and loads while it runs. The bundle is split at that import
+// (scripts/build.ts), so a Kustomize or Helm source does not wait for those modules before its renderer
+// starts.
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { PluginError } from "./errors.ts";
-import { checkDuplicates } from "./manifests.ts";
 import type { Manifest } from "./manifests.ts";
-import { sortManifests } from "./order.ts";
 import type { Env } from "./parameters.ts";
-import { renderHelm } from "./render/helm.ts";
-import { KUSTOMIZATION_FILES, renderKustomize } from "./render/kustomize.ts";
-import { renderPlain } from "./render/plain.ts";
+import type { RendererOutput } from "./render/exec.ts";
+import { runHelm } from "./render/helm.ts";
+import { KUSTOMIZATION_FILES, runKustomize } from "./render/kustomize.ts";
 import { resolveSettings } from "./settings.ts";
 import type { Settings, SourceType } from "./settings.ts";
-import { wire } from "./wire.ts";
 import type { WiringReport } from "./wire.ts";
-import { serializeStream, serializeYamlStream } from "./yaml-io.ts";
 
 export interface GenerateOptions {
   /** The application directory; default: the working directory (where Argo CD runs generate). */
@@ -35,6 +37,9 @@ export interface GenerateResult {
   skipped: { rel: string; reason: string }[];
 }
 
+/** A rendered source: a renderer's output, or a directory whose files are read as they are. */
+export type Rendered = { sourceType: "directory" } | ({ sourceType: "kustomize" | "helm" } & RendererOutput);
+
 /** Which renderer a directory needs, as Argo CD decides it (a chart, a kustomization, or plain files). */
 export function detectSourceType(dir: string): SourceType {
   const chart = existsSync(path.join(dir, "Chart.yaml"));
@@ -47,39 +52,26 @@ export function detectSourceType(dir: string): SourceType {
   return "directory";
 }
 
+/** Starts the source's renderer; for kustomize and helm the process is running when this returns. */
+async function render(sourceType: SourceType, settings: Settings, env: Env): Promise<Rendered> {
+  switch (sourceType) {
+    case "directory":
+      return { sourceType };
+    case "kustomize":
+      return { sourceType, ...(await runKustomize(settings, env)) };
+    case "helm":
+      return { sourceType, ...(await runHelm(settings, env)) };
+  }
+}
+
 export async function generateDetailed(options: GenerateOptions = {}): Promise<GenerateResult> {
   const env = options.env ?? process.env;
   const settings = resolveSettings(options.dir ?? process.cwd(), env);
   if (!existsSync(settings.dir)) throw new PluginError(`${settings.dir}: no such directory`);
   const sourceType = settings.sourceType === "auto" ? detectSourceType(settings.dir) : settings.sourceType;
-
-  let manifests: Manifest[];
-  let skipped: GenerateResult["skipped"] = [];
-  switch (sourceType) {
-    case "directory": {
-      const plain = await renderPlain(settings);
-      manifests = plain.manifests;
-      skipped = plain.skipped;
-      break;
-    }
-    case "kustomize":
-      manifests = await renderKustomize(settings, env);
-      break;
-    case "helm":
-      manifests = await renderHelm(settings, env);
-      break;
-  }
-
-  checkDuplicates(manifests, settings.namespace);
-  const report = wire(manifests, {
-    defaultNamespace: settings.namespace,
-    waiter: settings.waiter,
-    allowUnmatchedMigrators: settings.allowUnmatchedMigrators,
-  });
-  const sorted = sortManifests(manifests);
-  const objects = sorted.map((m) => m.object);
-  const output = options.output === "yaml" ? serializeYamlStream(objects) : serializeStream(objects);
-  return { output, settings, sourceType, manifests: sorted, report, skipped };
+  const rendering = render(sourceType, settings, env);
+  const [{ assemble }, rendered] = await Promise.all([import("./assemble.ts"), rendering]);
+  return assemble(rendered, settings, options.output ?? "json");
 }
 
 /** The stream Argo CD's generate expects. */

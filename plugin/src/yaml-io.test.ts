@@ -2,8 +2,11 @@ import { isDeepStrictEqual } from "node:util";
 import fc from "fast-check";
 import t from "tap";
 import {
+  DEFAULT_PARSE_LIMITS,
+  MIN_PIECE,
   ManifestSyntaxError,
   parseJsonDocument,
+  parseWholeStream,
   parseYamlStream,
   serializeStream,
   serializeYamlStream,
@@ -33,6 +36,8 @@ const errors: [string, string, number, RegExp][] = [
   ["infinity (JSON has none)", "---\na: 1\nb: .inf\n", 2, /\.inf cannot be represented in JSON/],
   ["bad indentation", "---\nfoo: bar\n  baz: 1\n", 3, /mapping/i],
   ["error in the second document", "a: 1\n---\nb: 2\nc: [}\n", 4, /./],
+  ["an alias inside the node it names", "a: 1\n---\nb: &x\n- *x\n", 3, /alias refers to a node that contains it/],
+  ["a mapping holding itself", "a: &x\n  b: *x\n", 1, /alias refers to a node that contains it/],
 ];
 for (const [name, text, line, message] of errors) {
   t.test(`a syntax error names its line: ${name}`, async (t) => {
@@ -133,4 +138,96 @@ t.test("any JSON value survives both output forms", async (t) => {
     { numRuns: 300 },
   );
   t.pass("300 random streams read back unchanged");
+});
+
+/** The outcome of a parse, comparable: the documents, or the error's line and message. */
+function outcome(parse: () => unknown): unknown {
+  try {
+    return { documents: parse() };
+  } catch (error) {
+    if (!(error instanceof ManifestSyntaxError)) throw error;
+    return { line: error.line, message: error.message, exhaustion: error.exhaustion };
+  }
+}
+
+// parseYamlStream reads a stream piece by piece, split before lines that are exactly `---` (here before
+// every one of them: no least piece size); the whole stream read at once is the reference. These put a
+// `---` line where a piece would end in the middle of something, or where the piece alone would read
+// differently than in the stream.
+const pieceEdges: [string, string][] = [
+  ["a quoted scalar across the marker", 'a: "x\n---\ny"\n'],
+  ["a single-quoted scalar across the marker", "a: 'x\n---\ny'\n"],
+  ["a flow collection across the marker", "a: [1,\n---\n2]\n"],
+  ["an anchor with no node before the marker", "a: &x\n---\nb: *x\n"],
+  ["a tag with no node before the marker", "a: !!str\n---\nb: 1\n"],
+  ["a root block scalar", "--- |\ntext\n---\nmore\n"],
+  ["a root plain scalar", "text\n---\nmore\n"],
+  ["directives before the marker", "a: 1\n...\n%YAML 1.2\n---\nb: 2\n"],
+  ["a tag directive", "%TAG !e! tag:example.com,2000:\n---\na: !e!x 1\n---\nb: 2\n"],
+  ["empty documents", "---\n---\n---\na: 1\n---\n"],
+  ["CRLF line breaks", "a: 1\r\n---\r\nb: 2\r\n---\r\n"],
+  ["a byte order mark", "\uFEFFa: 1\n---\nb: 2\n"],
+  ["an explicit end", "a: 1\n...\n---\nb: 2\n"],
+  ["a syntax error after the marker", "a: 1\n---\nb: [\n"],
+  ["a duplicate key in a later document", "a: 1\n---\nb: 1\nb: 2\n"],
+  ["a marker with content after it", "a: 1\n--- b\n---\nc: 2\n"],
+  ["a sequence at column 0", "- a\n---\n- b\n"],
+  ["an alias to the previous document's anchor", "a: &x 1\n---\nb: *x\n"],
+  ["infinity in a later document", "a: 1\n---\nb: .inf\n"],
+];
+for (const [name, text] of pieceEdges) {
+  t.test(`read piece by piece as the whole stream reads: ${name}`, async (t) => {
+    t.same(
+      outcome(() => parseYamlStream(text, DEFAULT_PARSE_LIMITS, 0)),
+      outcome(() => parseWholeStream(text)),
+    );
+  });
+}
+
+t.test("any stream of these documents reads piece by piece as it reads whole", async (t) => {
+  // Mostly documents that parse (a mapping, a sequence, a scalar), separated by `---` lines, with lines
+  // that leave something open or read differently at the end of a piece mixed in.
+  const mapping = ["a: 1", "b: &x [1, 2]", "c: *x", "<<: {m: 1}", "d: |", "  block", "h: !!str 5", "k: yes", "l: .inf"];
+  const sequence = ["- item", "- &y {n: 1}", "- *y", "-", "  - nested"];
+  const other = ["plain", "  indented", "'quoted'", "# comment", ""];
+  const tricky = ["--- |", "--- >-", "...", "%YAML 1.2", "e: 'q", 'f: "q', "g: [1,", "]", "? k", ": v", "i: &y", "\t"];
+  const lines = (vocabulary: string[]) =>
+    fc.array(fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...vocabulary) }, fc.constantFrom(...tricky)), {
+      maxLength: 5,
+    });
+  const documents = fc.array(fc.oneof(lines(mapping), lines(sequence), lines(other)), { maxLength: 6 });
+  const streams = fc
+    .tuple(documents, fc.constantFrom("\n", "\r\n"), fc.boolean(), fc.boolean())
+    .map(
+      ([docs, eol, first, last]) =>
+        (first ? `---${eol}` : "") + docs.map((d) => d.join(eol)).join(`${eol}---${eol}`) + (last ? eol : ""),
+    );
+  fc.assert(
+    fc.property(streams, (text) =>
+      isDeepStrictEqual(
+        outcome(() => parseYamlStream(text, DEFAULT_PARSE_LIMITS, 0)),
+        outcome(() => parseWholeStream(text)),
+      ),
+    ),
+    { numRuns: 3000 },
+  );
+  t.pass("3000 random streams");
+});
+
+t.test("a renderer's long output is read in pieces of MIN_PIECE or more, as it reads whole", async (t) => {
+  const docs = Array.from(
+    { length: 1200 },
+    (_, i) =>
+      `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c${i}\ndata:\n  num: "${i}"\n  f: |\n    line ${i}\n`,
+  );
+  const text = `${docs.join("---\n")}---\n\n---\n# last\nkind: X\n`;
+  t.ok(text.length > 4 * MIN_PIECE, "several pieces");
+  const read = parseYamlStream(text);
+  t.same(read, parseWholeStream(text));
+  t.equal(read.length, 1202);
+  t.same(read[1], {
+    value: { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "c1" }, data: { num: "1", f: "line 1\n" } },
+    line: 10,
+  });
+  t.same(read.at(-1), { value: { kind: "X" }, line: text.split("\n").indexOf("kind: X") + 1 });
 });

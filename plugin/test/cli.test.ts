@@ -117,6 +117,14 @@ t.test("the built bundle gives the same output as the source", async (t) => {
   const r = runCli(bundle, ["generate"], path.join(fixtures, app.sourcePath), argoEnv(app));
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stdout, readFileSync(path.join(golden, "seed.json"), "utf8"));
+  // The entry starts kustomize or helm before it loads the YAML parser and the rest (plugin/src/generate.ts).
+  const entry = readFileSync(bundle, "utf8");
+  t.notMatch(entry, /function parseEvents\(/, "the YAML parser is not in the entry");
+  t.match(entry, /import\("\.\/assemble-[\w-]+\.mjs"\)/, "it is in a chunk imported once the renderer runs");
+  const kustomize = apps.find((a) => a.golden === "kustomize")!;
+  const k = runCli(bundle, ["generate"], path.join(fixtures, kustomize.sourcePath), argoEnv(kustomize));
+  t.equal(k.code, 0, k.stderr);
+  t.equal(k.stdout, readFileSync(path.join(golden, "kustomize.json"), "utf8"));
   const bad = runCli(bundle, ["generate"], tempDir("dm-"), {
     ...argoEnv(app),
     ARGOCD_APP_PARAMETERS: "[",

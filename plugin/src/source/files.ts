@@ -106,10 +106,10 @@ export async function walk(dir: string, options: WalkOptions): Promise<WalkResul
  * or kustomize: helm follows symlinks inside a chart (`.Files.Get` could read the sidecar's files), so the
  * tree must be checked first. Stops descending at maxEntries to bound time on hostile trees.
  */
-export async function assertNoEscapingSymlinks(dir: string, boundaryDir: string, maxEntries = 100_000): Promise<void> {
+export function assertNoEscapingSymlinks(dir: string, boundaryDir: string, maxEntries = 100_000): void {
   const boundary = realpath(boundaryDir);
   let seen = 0;
-  async function visit(absDir: string, relDir: string): Promise<void> {
+  function visit(absDir: string, relDir: string): void {
     const entries = readdir(absDir, { withFileTypes: true });
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const entry of entries) {
@@ -128,8 +128,8 @@ export async function assertNoEscapingSymlinks(dir: string, boundaryDir: string,
         if (!inside(real, boundary)) throw new PluginError(`${rel}: symlink points outside the repository (${real})`);
         continue;
       }
-      if (entry.isDirectory()) await visit(abs, rel);
+      if (entry.isDirectory()) visit(abs, rel);
     }
   }
-  await visit(dir, "");
+  visit(dir, "");
 }
