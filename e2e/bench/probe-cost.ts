@@ -1,10 +1,11 @@
 // What a probe pod costs on the real node (section probe-cost), side by side with changed ways of it:
-// (shared/src/probe.ts buildProbePod) on the pod network, as it is built for a pod on the pod network,
-// and the same pod with `hostNetwork: true`, as it is built for a gated pod on the host's network (no
-// CNI set-up: no network namespace, veth, bridge or address). No reconciler runs: the benchmark
-// creates the probe pods itself (without the Migrator's owner reference) and reads them with the
-// watches and the clock of latency.ts; a new push of the tag before each round, the two variants
-// interleaved and their order alternated round by round.
+// the probe as the reconciler builds it (shared/src/probe.ts buildProbePod), the same pod with
+// `hostNetwork: true` (no CNI set-up: no network namespace, veth, bridge or address) or another CPU
+// limit, and — where the world runs with EphemeralContainers=true — an ephemeral container in a pod held
+// in its init container, as a gated pod is held by its waiter. No reconciler runs: the benchmark creates
+// the pods itself (without the Migrator's owner reference) and reads them with the watches and the clock
+// of latency.ts; a new push of the tag before each round, the variants interleaved and their order
+// rotated round by round.
 import {
   API_VERSION,
   KIND,
